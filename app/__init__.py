@@ -1,0 +1,1 @@
+"""UniNote application: settings, notes, store, audit, records, dashboard, client, CLI."""

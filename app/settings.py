@@ -1,0 +1,86 @@
+"""UniNote settings: one pydantic-settings object, read once from the environment (and `.env`).
+
+Every variable is documented here and in the README; names are the upper-case field names
+(`QDRANT_PATH`, `DATABASE_URL`, ...). The embedded default needs none of them: local Qdrant on disk,
+SQLite, the in-process compact encoder, Celery tasks run eagerly in-process.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "password", "uninote"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = Field(
+        "development", description="`production` refuses placeholder secrets."
+    )
+    home: Path = Field(Path(".uninote"), description="UNINOTE_HOME-like data folder of the embedded default.",
+                       validation_alias="UNINOTE_HOME")
+
+    # Vector store (app/store.py)
+    qdrant_url: str | None = Field(None, description="Qdrant server URL; unset = embedded local mode.")
+    qdrant_path: Path | None = Field(None, description="Local-mode storage folder (default HOME/qdrant).")
+    qdrant_api_key: str | None = None
+    qdrant_shard_number: int = Field(1, ge=1, description="Shards per collection (server/cluster only).")
+    qdrant_replication_factor: int = Field(1, ge=1, description="Replicas per shard (cluster only).")
+    qdrant_on_disk: bool = Field(False, description="Keep full-dim vectors on disk (server only).")
+    qdrant_quantize_prefix: bool = Field(False, description="int8 scalar quantization of the prefix vector.")
+    prefix_dim: int = Field(64, description="Matryoshka prefix dim used by the first (prefetch) stage.")
+    prefetch_limit: int = Field(1000, ge=1, description="Candidates fetched by the prefix stage.")
+
+    # Records (app/records)
+    database_url: str | None = Field(None, description="SQLAlchemy URL; unset = SQLite at HOME/uninote.db.")
+
+    # Encoder (encoder/)
+    checkpoint: Path | None = Field(None, description="Encoder checkpoint folder; unset = the shipped one.")
+    encoder_url: str | None = Field(None, description="vLLM embedding server; unset = in-process encoder.")
+    encoder_model: str | None = Field(None, description="Model name served at ENCODER_URL.")
+    encoder_timeout_s: float = 60.0
+    encoder_concurrency: int = Field(8, ge=1)
+    ocr_enabled: bool = Field(True, description="Extract OCR texts with RapidOCR when a note has none.")
+
+    # Audit thresholds (app/audit.py), cosine-scale scores
+    duplicate_threshold: float = Field(0.90, description="Score at/above which a match is a duplicate.")
+    infringement_threshold: float = Field(0.75, description="Score at/above which a match is a possible infringement.")
+    pdq_max_distance: int = Field(31, description="PDQ Hamming distance counted as a near-exact copy (Meta).")
+    pdq_min_quality: int = Field(50, description="PDQ quality below which a hash is not trusted (Meta).")
+
+    # Workers (workers/)
+    celery_broker_url: str | None = Field(None, description="Broker URL; unset = tasks run in-process.")
+    celery_result_backend: str | None = None
+
+    # Dashboard (app/dashboard)
+    secret_key: str = Field("dev-secret-key", description="Session signing key; must be set in production.")
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 7860
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> "Settings":
+        if self.environment == "production" and (
+            self.secret_key in PLACEHOLDER_SECRETS | {"dev-secret-key"} or len(self.secret_key) < 16
+        ):
+            raise ValueError("SECRET_KEY must be set to a real secret (>=16 chars) when ENVIRONMENT=production")
+        return self
+
+    @property
+    def resolved_qdrant_path(self) -> Path:
+        return self.qdrant_path or self.home / "qdrant"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'uninote.db').as_posix()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once. Tests build `Settings(...)` directly instead."""
+    return Settings()

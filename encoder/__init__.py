@@ -1,0 +1,1 @@
+"""The UniNote encoder: backbones, Matryoshka heads, checkpoints, encoder clients."""
