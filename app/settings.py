@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,7 +19,7 @@ PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "password", "unino
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
     environment: Literal["development", "production"] = Field(
         "development", description="`production` refuses placeholder secrets."
@@ -65,10 +66,18 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> "Settings":
-        if self.environment == "production" and (
-            self.secret_key in PLACEHOLDER_SECRETS | {"dev-secret-key"} or len(self.secret_key) < 16
-        ):
+        if self.environment != "production":
+            return self
+        if self.secret_key in PLACEHOLDER_SECRETS | {"dev-secret-key"} or len(self.secret_key) < 16:
             raise ValueError("SECRET_KEY must be set to a real secret (>=16 chars) when ENVIRONMENT=production")
+        if self.qdrant_url and _is_placeholder(self.qdrant_api_key):
+            raise ValueError("QDRANT_API_KEY must be set to a real secret when ENVIRONMENT=production")
+        for name in ("database_url", "celery_broker_url", "celery_result_backend"):
+            url = getattr(self, name)
+            password = urlsplit(url).password if url else None
+            if password is not None and _is_placeholder(password):
+                raise ValueError(f"{name.upper()} carries a placeholder password; set a real one when "
+                                 "ENVIRONMENT=production")
         return self
 
     @property
@@ -78,6 +87,11 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'uninote.db').as_posix()}"
+
+
+def _is_placeholder(secret: str | None) -> bool:
+    """True for an unset/empty secret or one of the well-known placeholders (case-insensitive)."""
+    return secret is None or secret.strip().lower() in PLACEHOLDER_SECRETS
 
 
 @lru_cache(maxsize=1)

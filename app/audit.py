@@ -1,0 +1,300 @@
+"""Auditing a note against the library: candidates, evidence, scores and a verdict.
+
+check() (paper §3, "local" and "global" elements; the HMA matcher's "signal + evidence" report):
+1. candidates = union of
+   - global search, coarse-to-fine (`prefetch global_<prefix> -> global_<D>`, app/store.py),
+   - element search: every query element (image, crop, title, body piece, OCR) against stored elements,
+   - PDQ search: every query image hash of good quality against stored image hashes (Meta's rule);
+2. each candidate is re-scored exactly from its stored full-dim vectors: global cosine g, and for each
+   query element its best-matching element of the candidate (the evidence, with the PDQ Hamming distance
+   for image pairs);
+3. score = max(note_score, local_weight * local_score) where
+   note_score  = global_weight * g + (1 - global_weight) * image_coverage when both notes have images
+                 (image_coverage = mean over the query's whole images of their best image/crop score),
+                 else g;
+   local_score = best image/crop evidence; an image pair matched by PDQ (distance <= pdq_max_distance,
+                 both qualities >= pdq_min_quality) counts at least 1 - pdq_penalty * distance / max_distance.
+   Text evidence (title, body, OCR) is reported but not scored: text-tower cosines of unrelated texts sit
+   near 0.9 (e5 geometry), so they would lift every note. With local_weight < duplicate_threshold, one
+   reused image flags a "possible_infringement" even when the rest of the note differs, while a
+   "duplicate" needs the note as a whole (global vector and its images) to match;
+4. verdict per match by thresholds; the report's verdict is the worst one.
+check() only reads the store; the query note is excluded from its own results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from app.image_hashes import PdqHash, hamming
+from app.settings import Settings
+from app.store import QdrantStore
+from encoder.types import Box, ElementKind, EncodedNote, LocalVector
+
+DUPLICATE = "duplicate"
+POSSIBLE_INFRINGEMENT = "possible_infringement"
+CLEAR = "clear"
+VERDICT_ORDER = {CLEAR: 0, POSSIBLE_INFRINGEMENT: 1, DUPLICATE: 2}
+IMAGE_KINDS = (ElementKind.IMAGE, ElementKind.CROP)
+ELEMENT_STAGE = "element"
+PDQ_STAGE = "pdq"
+
+
+class ModelVersionMismatchError(ValueError):
+    """The query was encoded by other weights than the library's active vectors."""
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Thresholds and weights of `check` (cosine-scale scores in [-1, 1])."""
+
+    duplicate_threshold: float = 0.90  # score at/above which a match is a duplicate
+    infringement_threshold: float = 0.75  # score at/above which a match is a possible infringement
+    pdq_max_distance: int = 31  # Hamming distance counted as a near-exact image copy (Meta)
+    pdq_min_quality: int = 50  # PDQ quality below which a hash is not trusted (Meta)
+    global_weight: float = 0.5  # weight of the global cosine in note_score (the rest: image coverage)
+    local_weight: float = 0.82  # multiplier of the best image evidence; < duplicate_threshold by design
+    pdq_penalty: float = 0.05  # a PDQ match at distance d counts 1 - pdq_penalty * d / pdq_max_distance
+    global_candidates: int = 20  # notes taken from the global search
+    element_candidates: int = 10  # stored elements taken per query element
+    pdq_candidates: int = 10  # stored images taken per query image hash
+
+    def __post_init__(self) -> None:
+        if not self.infringement_threshold <= self.duplicate_threshold:
+            raise ValueError("infringement_threshold must not exceed duplicate_threshold")
+        if not 0.0 <= self.global_weight <= 1.0:
+            raise ValueError(f"global_weight must be in [0, 1], got {self.global_weight}")
+        if not 0.0 <= self.local_weight <= 1.0:
+            raise ValueError(f"local_weight must be in [0, 1], got {self.local_weight}")
+        if not 0 <= self.pdq_max_distance <= 256:
+            raise ValueError(f"pdq_max_distance must be in [0, 256], got {self.pdq_max_distance}")
+        for name in ("global_candidates", "element_candidates", "pdq_candidates"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> "AuditConfig":
+        return cls(
+            duplicate_threshold=settings.duplicate_threshold,
+            infringement_threshold=settings.infringement_threshold,
+            pdq_max_distance=settings.pdq_max_distance,
+            pdq_min_quality=settings.pdq_min_quality,
+            **overrides,
+        )
+
+    def verdict(self, score: float) -> str:
+        if score >= self.duplicate_threshold:
+            return DUPLICATE
+        if score >= self.infringement_threshold:
+            return POSSIBLE_INFRINGEMENT
+        return CLEAR
+
+
+@dataclass
+class Evidence:
+    """One query element and its best-matching element of the candidate note.
+
+    score: cosine of the two full-dim local vectors; effective_score: the score used for ranking (raised by
+    a PDQ match for image pairs); pdq_distance: Hamming distance when both are hashed images, else None.
+    """
+
+    query_kind: str
+    query_index: int
+    matched_kind: str
+    matched_index: int
+    score: float
+    effective_score: float
+    query_image_index: int | None = None
+    query_box: Box | None = None
+    query_text: str | None = None
+    matched_image_index: int | None = None
+    matched_box: Box | None = None
+    matched_text: str | None = None
+    pdq_distance: int | None = None
+    pdq_match: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Evidence":
+        d = dict(d)
+        for key in ("query_box", "matched_box"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+
+@dataclass
+class Match:
+    """A library note that resembles the query. stages: which searches found it
+    (e.g. "prefetch global_64 -> global_512", "element", "pdq")."""
+
+    note_id: str
+    title: str
+    score: float
+    verdict: str
+    global_score: float
+    note_score: float
+    local_score: float
+    stages: list[str]
+    evidence: list[Evidence]  # best first
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Match":
+        d = dict(d)
+        d["evidence"] = [Evidence.from_dict(e) for e in d["evidence"]]
+        return cls(**d)
+
+
+@dataclass
+class AuditReport:
+    """The result of `check`: matches best first, the worst verdict, the thresholds used."""
+
+    query_note_id: str
+    model_version: str
+    verdict: str
+    matches: list[Match]
+    config: dict[str, Any]
+    n_candidates: int
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    report_id: int | str | None = None  # set when the report is saved in the records
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (boxes become lists)."""
+        d = asdict(self)
+        for m in d["matches"]:
+            for e in m["evidence"]:
+                for key in ("query_box", "matched_box"):
+                    if e[key] is not None:
+                        e[key] = list(e[key])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AuditReport":
+        d = dict(d)
+        d["matches"] = [Match.from_dict(m) for m in d["matches"]]
+        return cls(**d)
+
+
+def _query_hash(element: LocalVector, pdq: list[PdqHash | None]) -> PdqHash | None:
+    if element.kind == ElementKind.IMAGE and element.index < len(pdq):
+        return pdq[element.index]
+    return None
+
+
+def _pdq_score(distance: int, config: AuditConfig) -> float:
+    if config.pdq_max_distance == 0:
+        return 1.0
+    return 1.0 - config.pdq_penalty * distance / config.pdq_max_distance
+
+
+def _evidence(encoded: EncodedNote, pdq: list[PdqHash | None], vectors, config: AuditConfig) -> list[Evidence]:
+    """For each query element its best element of the same modality (image/crop vs title/body/OCR) in the
+    candidate (vectors: store.NoteVectors); query elements without such an element get none."""
+    if not encoded.locals or not vectors.elements:
+        return []
+    queries = np.stack([e.vector for e in encoded.locals]).astype(np.float32)  # (Q, D)
+    stored = vectors.element_matrix()  # (E, D)
+    cos = np.clip(queries @ stored.T, -1.0, 1.0)  # (Q, E)
+    q_image = np.array([q.kind in IMAGE_KINDS for q in encoded.locals])  # (Q,)
+    e_image = np.array([e.kind in IMAGE_KINDS for e in vectors.elements])  # (E,)
+    same_modality = q_image[:, None] == e_image[None, :]  # (Q, E): image<->image, text<->text
+    effective = np.where(same_modality, cos, -np.inf)  # (Q, E)
+    distances: dict[tuple[int, int], int] = {}
+    for qi, q in enumerate(encoded.locals):
+        qhash = _query_hash(q, pdq)
+        if qhash is None:
+            continue
+        for ei, e in enumerate(vectors.elements):
+            if e.kind == ElementKind.IMAGE and e.pdq is not None:
+                d = hamming(qhash, e.pdq)
+                distances[(qi, ei)] = d
+                good = qhash.quality >= config.pdq_min_quality and e.pdq.quality >= config.pdq_min_quality
+                if good and d <= config.pdq_max_distance:
+                    effective[qi, ei] = max(effective[qi, ei], _pdq_score(d, config))
+    out = []
+    for qi, q in enumerate(encoded.locals):
+        if not same_modality[qi].any():
+            continue  # e.g. a query image against a text-only note
+        ei = int(np.argmax(effective[qi]))
+        e = vectors.elements[ei]
+        d = distances.get((qi, ei))
+        qhash = _query_hash(q, pdq)
+        is_match = (d is not None and qhash is not None and e.pdq is not None and d <= config.pdq_max_distance
+                    and min(qhash.quality, e.pdq.quality) >= config.pdq_min_quality)
+        out.append(Evidence(
+            query_kind=ElementKind(q.kind).value, query_index=q.index, matched_kind=e.kind.value,
+            matched_index=e.index, score=float(cos[qi, ei]), effective_score=float(effective[qi, ei]),
+            query_image_index=q.image_index, query_box=q.box, query_text=q.text,
+            matched_image_index=e.image_index, matched_box=e.box, matched_text=e.text,
+            pdq_distance=d, pdq_match=is_match,
+        ))
+    out.sort(key=lambda ev: ev.effective_score, reverse=True)
+    return out
+
+
+def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: QdrantStore, config: AuditConfig,
+          limit: int = 10) -> AuditReport:
+    """Audit one encoded note against the library (read-only); see the module docstring.
+
+    pdq: the query's PDQ hashes by image index (None = not hashed), or empty. limit: matches reported.
+    Raises ModelVersionMismatchError when the library's active vectors come from other weights, and
+    ValueError for limit < 1.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    active = store.active_version()
+    if active is not None and active != encoded.model_version:
+        raise ModelVersionMismatchError(
+            f"the library is indexed with model version {active!r} but the query was encoded with "
+            f"{encoded.model_version!r}: re-index the library with this encoder (then switch_alias) or audit "
+            f"with the encoder of {active!r}"
+        )
+    report_config = asdict(config)
+    if active is None:
+        return AuditReport(encoded.note_id, encoded.model_version, CLEAR, [], report_config, 0)
+
+    exclude = encoded.note_id
+    global_vector = np.asarray(encoded.global_vector, dtype=np.float32)  # (D,)
+    dim = global_vector.shape[0]
+    stages: dict[str, list[str]] = {}
+
+    def found(note_id: str, stage: str) -> None:
+        if stage not in stages.setdefault(note_id, []):
+            stages[note_id].append(stage)
+
+    for hit in store.search_global(global_vector, limit=config.global_candidates, exclude_note_id=exclude):
+        found(hit.note_id, hit.stage)
+    if encoded.locals:
+        queries = np.stack([e.vector for e in encoded.locals]).astype(np.float32)  # (Q, D)
+        for hits in store.search_elements(queries, config.element_candidates, exclude_note_id=exclude):
+            for hit in hits:
+                found(hit.note_id, ELEMENT_STAGE)
+    for h in pdq:
+        if h is not None and h.quality >= config.pdq_min_quality:
+            for hit in store.search_pdq(h, config.pdq_max_distance, config.pdq_candidates, exclude_note_id=exclude):
+                if hit.quality >= config.pdq_min_quality:
+                    found(hit.note_id, PDQ_STAGE)
+
+    matches = []
+    for note_id, vectors in store.note_vectors(list(stages), dim).items():
+        g = float(np.clip(vectors.global_vector @ global_vector, -1.0, 1.0))
+        evidence = _evidence(encoded, pdq, vectors, config)
+        image_evidence = [e for e in evidence if e.query_kind in IMAGE_KINDS]
+        whole = [e.effective_score for e in image_evidence if e.query_kind == ElementKind.IMAGE]
+        n_query_images = sum(1 for q in encoded.locals if q.kind == ElementKind.IMAGE)
+        if n_query_images and any(e.kind in IMAGE_KINDS for e in vectors.elements):
+            image_coverage = sum(max(x, 0.0) for x in whole) / n_query_images
+            note_score = config.global_weight * g + (1.0 - config.global_weight) * image_coverage
+        else:
+            note_score = g
+        local_score = max((e.effective_score for e in image_evidence), default=0.0)
+        score = max(note_score, config.local_weight * local_score)
+        matches.append(Match(note_id, vectors.payload.get("title", ""), score, config.verdict(score), g,
+                             note_score, local_score, stages[note_id], evidence))
+    matches.sort(key=lambda m: (-m.score, m.note_id))
+    matches = matches[:limit]
+    worst = max((m.verdict for m in matches), key=VERDICT_ORDER.__getitem__, default=CLEAR)
+    return AuditReport(encoded.note_id, encoded.model_version, worst, matches, report_config, len(stages))

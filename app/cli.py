@@ -1,0 +1,185 @@
+"""The `uninote` command line (click). Every command is a thin shell over a plain function."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+
+from app.notes import Note, describe_validation_error
+from app.settings import get_settings
+
+
+def _open_library():
+    from app.library import Library
+
+    return Library.open(get_settings())
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+def main(verbose: bool) -> None:
+    """UniNote: find near-duplicate and infringing notes."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--batch-size", default=32, show_default=True, help="Notes encoded per batch.")
+@click.option("--force", is_flag=True, help="Re-index notes whose content did not change.")
+def ingest(path: Path, batch_size: int, force: bool) -> None:
+    """Validate and index the notes in PATH (a folder with notes.jsonl, or a .jsonl file)."""
+    from app.library import IndexResult
+    from app.notes import load_notes
+
+    notes, bad = load_notes(path)
+    for b in bad:
+        click.echo(f"bad record: {b}", err=True)
+    lib = _open_library()
+    result = IndexResult()
+    with click.progressbar(range(0, len(notes), batch_size), label="indexing") as bar:
+        for start in bar:
+            result.merge(lib.index(notes[start:start + batch_size], source=str(path), force=force))
+    for nid, why in result.failed.items():
+        click.echo(f"failed: {why}", err=True)
+    click.echo(f"indexed {len(result.indexed)}, unchanged {len(result.skipped)}, "
+               f"failed {len(result.failed) + len(bad)}")
+    lib.close()
+
+
+def _read_note(arg: str) -> Note:
+    path = Path(arg)
+    if not path.is_file():
+        raise click.BadParameter(f"{arg!r} is neither a note JSON file nor a stored note id")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"{arg}: not JSON: {e.msg}") from None
+    try:
+        return Note.model_validate(raw).resolve_images(path.parent)
+    except ValidationError as e:
+        raise click.BadParameter(f"{arg}: {describe_validation_error(e)}") from None
+
+
+@main.command()
+@click.argument("note", metavar="NOTE_JSON_OR_ID")
+@click.option("--limit", default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check(note: str, limit: int, as_json: bool) -> None:
+    """Audit a note (a JSON file, or the id of a stored note) against the library."""
+    from encoder.types import InputError
+
+    lib = _open_library()
+    try:
+        report = lib.check_stored(note, limit=limit) if not Path(note).is_file() else lib.check(_read_note(note), limit=limit)
+    except (InputError, KeyError) as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        lib.close()
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        return
+    click.echo(f"verdict: {report.verdict}")
+    for rank, m in enumerate(report.matches, start=1):
+        click.echo(f"{rank:>3}. {m.note_id:<32} score {m.score:.3f}  {m.verdict}")
+        for ev in m.evidence[:3]:
+            pdq = f"  PDQ distance {ev.pdq_distance}" if ev.pdq_distance is not None else ""
+            click.echo(f"       query {ev.query_kind}[{ev.query_index}] ~ {ev.matched_kind}[{ev.matched_index}]"
+                       f"  cosine {ev.score:.3f}{pdq}")
+
+
+@main.command()
+@click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Your own notes folder (notes.jsonl + images) instead of the built-in corpus.")
+@click.option("--seed", default=0, show_default=True)
+def demo(data: Path | None, seed: int) -> None:
+    """Build a real-data corpus with planted copies, index it, check every copy, print the table."""
+    import shutil
+
+    from app.demo import run_demo
+    from app.library import Library
+
+    base = get_settings()
+    workdir = base.home / "demo"
+    shutil.rmtree(workdir, ignore_errors=True)  # a fresh demo library each run
+    settings = base.model_copy(update={"home": workdir, "qdrant_path": None, "database_url": None})
+    lib = Library.open(settings)
+    try:
+        result = run_demo(lib, workdir, data, seed=seed, progress=click.echo)
+    finally:
+        lib.close()
+    click.echo(result.table())
+
+
+@main.command()
+@click.argument("note_id")
+def delete(note_id: str) -> None:
+    """Delete a stored note (its global vector and every element)."""
+    lib = _open_library()
+    lib.delete(note_id)
+    lib.close()
+    click.echo(f"deleted {note_id}")
+
+
+@main.command()
+def migrate() -> None:
+    """Create or upgrade the records database (Alembic upgrade head)."""
+    from app.records.db import migrate as run_migrations
+
+    url = get_settings().resolved_database_url
+    run_migrations(url)
+    click.echo("database is at the latest revision")
+
+
+@main.command()
+@click.option("--queues", default="index,backfill,audit", show_default=True, help="Comma-separated Celery queues.")
+@click.option("--concurrency", default=1, show_default=True, help="Worker processes.")
+@click.option("--pool", default="prefork", show_default=True, type=click.Choice(["prefork", "solo", "threads"]))
+def worker(queues: str, concurrency: int, pool: str) -> None:
+    """Run a Celery worker (needs CELERY_BROKER_URL)."""
+    from workers.worker import start_worker
+
+    try:
+        start_worker([q.strip() for q in queues.split(",") if q.strip()], concurrency, pool=pool)
+    except (ValueError, RuntimeError) as e:
+        raise click.ClickException(str(e)) from None
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--detach", is_flag=True, help="Queue the backfill and return at once (needs a broker).")
+@click.option("--restart", is_flag=True, help="Start again from line 0 instead of resuming.")
+@click.option("--batch-size", default=32, show_default=True)
+def backfill(path: Path, detach: bool, restart: bool, batch_size: int) -> None:
+    """Index a whole notes file as a resumable backfill job, with a progress bar."""
+    from workers.backfill import run_backfill
+
+    with click.progressbar(length=0, label="backfill", show_pos=True) as bar:
+        def progress(status) -> None:
+            bar.length = status.total or bar.length
+            bar.update(status.done + status.skipped + status.failed - bar.pos)
+
+        status = run_backfill(path, detach=detach, progress_callback=progress, batch_size=batch_size, restart=restart)
+    click.echo(f"backfill {status.id}: {status.status}, indexed {status.done}, unchanged {status.skipped}, "
+               f"failed {status.failed} of {status.total}")
+
+
+@main.command()
+@click.option("--role", type=click.Choice(["worker", "dashboard", "migrate"]), default="dashboard", show_default=True)
+def healthcheck(role: str) -> None:
+    """Exit 0 when the services this role depends on answer (no encoder is loaded)."""
+    from app.health import check_role
+
+    problems = check_role(get_settings(), role)
+    for p in problems:
+        click.echo(f"unhealthy: {p}", err=True)
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""UniNoteClient: the Python client other services call for duplicate checks (and the dashboard calls too).
+
+    from app.client import UniNoteClient
+    with UniNoteClient.open() as client:                # settings from the environment
+        client.index(notes)                              # -> IndexResult
+        report = client.check(note)                      # -> AuditReport (matches, evidence, verdict)
+        client.record_decision(match_id, "duplicate", moderator="alice")
+
+Where it runs is a matter of settings, not of code: with none set it is the embedded default (local
+Qdrant folder, SQLite, in-process compact encoder; one process per HOME); with QDRANT_URL, DATABASE_URL
+and ENCODER_URL it talks to the deployed Qdrant server, PostgreSQL and vLLM encoder server. Either way it
+is the same `app.library.Library` underneath (Library.open(settings)).
+
+Every method returns dataclasses (AuditReport, IndexResult, MatchRecord, DecisionRecord, ...). Calls are
+serialised by a lock, so one client may be shared by threads (the dashboard's handlers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from app import moderation, stored_notes
+from app.audit import AuditReport
+from app.library import IndexResult, Library
+from app.notes import Note, describe_validation_error
+from app.records import audit_log, reports
+from app.records.audit_log import Action, AuditEntry
+from app.records.errors import RecordNotFoundError
+from app.records.types import Decision, DecisionRecord, MatchRecord, NoteStatus, ReportRecord, ReportSummary
+from app.settings import Settings, get_settings
+from app.stored_notes import NoteDetails, NotePage
+from app.threshold_report import DEFAULT_GRID, ThresholdReport, threshold_report
+from encoder.types import Encoder
+
+NoteLike = Note | Mapping[str, Any]  # a Note, or a dict in the notes.jsonl record format
+
+
+class UniNoteClient:
+    """Index, check and moderate notes over one Library. See the module docstring."""
+
+    def __init__(self, library: Library):
+        self.library = library
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, encoder: Encoder | None = None) -> "UniNoteClient":
+        """Open the library the settings describe (default: the environment's; runs pending migrations).
+
+        Raises app.store.StoreLockedError when another process holds the embedded Qdrant folder,
+        app.records.DatabaseUnreachableError when the database cannot be reached.
+        """
+        return cls(Library.open(settings or get_settings(), encoder=encoder))
+
+    @property
+    def settings(self) -> Settings:
+        return self.library.settings
+
+    def close(self) -> None:
+        with self._lock:
+            self.library.close()
+
+    def __enter__(self) -> "UniNoteClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- notes --------------------------------------------------------------------------------------
+    def index(self, notes: Iterable[NoteLike], *, source: str | None = None, force: bool = False) -> IndexResult:
+        """Index notes (unchanged ones are skipped unless force). Bad notes are reported in
+        IndexResult.failed and the rest go on. Raises ValueError naming a record that is not a valid Note."""
+        batch = [as_note(n) for n in notes]
+        with self._lock:
+            return self.library.index(batch, source=source, force=force)
+
+    def delete(self, note_id: str) -> None:
+        """Remove a note's vectors and mark it deleted. Raises RecordNotFoundError('note', id) for a note
+        the registry never saw."""
+        with self._lock:
+            self.library.delete(note_id)
+
+    def note(self, note_id: str) -> NoteDetails:
+        """A note's registry record, store payload, elements and image files (empty when not stored)."""
+        with self._lock:
+            return stored_notes.note_details(self.library, note_id)
+
+    def list_notes(self, status: NoteStatus | str | None = NoteStatus.INDEXED, offset: int = 0,
+                   limit: int = 25) -> NotePage:
+        """One page of the registry by note id. Raises ValueError for a bad status or page."""
+        with self._lock:
+            return stored_notes.list_page(self.library, status, offset, limit)
+
+    # ---- checking -----------------------------------------------------------------------------------
+    def check(self, note: NoteLike, *, limit: int = 10, save: bool = True) -> AuditReport:
+        """Audit a note against the library (the note is not stored). With save, the report is kept in the
+        records and gets report_id; its matches can then be decided on.
+
+        Raises ValueError for an invalid record, encoder.types.InputError for an image that cannot be
+        read, app.audit.ModelVersionMismatchError when the library was indexed by other weights.
+        """
+        note = as_note(note)
+        with self._lock:
+            self._apply_thresholds()
+            return self.library.check(note, limit=limit, save=save)
+
+    def check_many(self, notes: Iterable[NoteLike], *, limit: int = 10, save: bool = True) -> list[AuditReport]:
+        """check() each note, reports in input order. Every record is validated before any check runs
+        (ValueError naming the first bad one); a bad image raises InputError naming its note."""
+        batch = [as_note(n) for n in notes]
+        with self._lock:
+            self._apply_thresholds()
+            return [self.library.check(n, limit=limit, save=save) for n in batch]
+
+    def check_stored(self, note_id: str, *, limit: int = 10, save: bool = True) -> AuditReport:
+        """Audit a stored note against the rest of the library from its stored vectors (look-back).
+        Raises app.stored_notes.NoteNotStoredError."""
+        with self._lock:
+            self._apply_thresholds()
+            return stored_notes.check_stored(self.library, note_id, limit=limit, save=save)
+
+    # ---- reports and decisions ----------------------------------------------------------------------
+    def get_matches(self, note_id: str) -> list[MatchRecord]:
+        """Every recorded match involving the note (as query or as match), highest score first, each with
+        its latest decision."""
+        with self._lock, self.library.sessions() as s:
+            return reports.matches_for_note(s, note_id)
+
+    def get_report(self, report_id: int) -> ReportRecord:
+        """A saved report with its matches. Raises RecordNotFoundError('report', id)."""
+        with self._lock, self.library.sessions() as s:
+            record = reports.get_report(s, report_id)
+        if record is None:
+            raise RecordNotFoundError("report", report_id)
+        return record
+
+    def list_reports(self, verdict: str | Sequence[str] | None = None, since: datetime | None = None,
+                     order: reports.ReportOrder = "newest", offset: int = 0, limit: int = 50) -> list[ReportSummary]:
+        """One page of saved reports (the review queue), newest or highest score first."""
+        with self._lock, self.library.sessions() as s:
+            return reports.list_reports(s, verdict=verdict, since=since, order=order, offset=offset, limit=limit)
+
+    def record_decision(self, match_id: int, decision: Decision | str, moderator: str,
+                        comment: str | None = None) -> DecisionRecord:
+        """Record a moderator's decision (duplicate / infringing / not_a_copy) on one match of a saved
+        report, and its audit-log entry. Raises ValueError, RecordNotFoundError('match', id)."""
+        with self._lock:
+            return moderation.decide(self.library.sessions, match_id, decision, moderator, comment)
+
+    # ---- thresholds and the audit log ---------------------------------------------------------------
+    def thresholds(self) -> moderation.Thresholds:
+        """The thresholds in force (an admin's latest change, else the settings)."""
+        with self._lock:
+            return moderation.current_thresholds(self.library.sessions, self.settings)
+
+    def set_thresholds(self, actor: str, duplicate: float, infringement: float) -> moderation.Thresholds:
+        """An admin changes the thresholds (audit-logged). Raises moderation.PermissionDeniedError, ValueError."""
+        with self._lock:
+            new = moderation.set_thresholds(self.library.sessions, self.settings, actor, duplicate, infringement)
+            self._apply_thresholds()
+            return new
+
+    def threshold_report(self, thresholds: Sequence[float] = DEFAULT_GRID) -> ThresholdReport:
+        """Precision and recall each threshold would have given on the decisions recorded so far."""
+        with self._lock:
+            return threshold_report(self.library.sessions, thresholds)
+
+    def audit_log(self, action: Action | str | None = None, actor: str | None = None, offset: int = 0,
+                  limit: int = 50) -> list[AuditEntry]:
+        """One page of the audit log, newest first."""
+        with self._lock, self.library.sessions() as s:
+            return audit_log.list_entries(s, action=action, actor=actor, offset=offset, limit=limit)
+
+    def _apply_thresholds(self) -> None:
+        current = moderation.current_thresholds(self.library.sessions, self.settings)
+        config = self.library.audit_config
+        if (config.duplicate_threshold, config.infringement_threshold) != (current.duplicate, current.infringement):
+            self.library.audit_config = dataclasses.replace(
+                config, duplicate_threshold=current.duplicate, infringement_threshold=current.infringement)
+
+
+def as_note(note: NoteLike) -> Note:
+    """A Note from a Note or a notes.jsonl-style dict. Raises ValueError naming the bad field."""
+    if isinstance(note, Note):
+        return note
+    if not isinstance(note, Mapping):
+        raise ValueError(f"expected a Note or a dict, got {type(note).__name__}")
+    try:
+        return Note.model_validate(dict(note))
+    except ValidationError as e:
+        who = note.get("note_id")
+        raise ValueError(f"note {who!r}: {describe_validation_error(e)}" if who else describe_validation_error(e)) from None

@@ -1,0 +1,162 @@
+"""InProcessEncoder: the encoder.types.Encoder protocol over a CompactUniNote running in this process.
+
+One `encode` call batches all images of all notes through the image tower (in chunks) and all texts
+(deduplicated) through the text tower, then fuses each note's element tokens into its global vector.
+
+Locals per note, in order: for each image, IMAGE (box (0,0,1,1)) then its CROPs (config.crop_boxes);
+TITLE; BODY pieces (encoder.text_pieces); OCR strings. `index` counts within the kind across the whole
+note (CROP indices run on over images: image 1's first crop is index len(crop_boxes)), so
+(kind, index) is unique in a note and can key a point id.
+
+The global vector fuses IMAGE, TITLE, BODY and OCR tokens but not CROPs: a crop is a re-pooled view of
+an image already present as an IMAGE token, so adding the crops would count each image's content six
+times over the text and drown it in the untrained mean. Crops exist for local partial-copy search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from encoder.checkpoint import weights_version
+from encoder.compact import CompactUniNote
+from encoder.heads import KIND_IDS
+from encoder.images import MIN_IMAGE_SIDE
+from encoder.text_pieces import split_body
+from encoder.types import Box, ElementKind, EncodedNote, InputError, LocalVector, NoteInput
+
+WHOLE_IMAGE: Box = (0.0, 0.0, 1.0, 1.0)
+
+
+@dataclass
+class _NotePlan:
+    """The text elements of one note, in local order: (kind, text)."""
+
+    note: NoteInput
+    images: list[Image.Image]
+    texts: list[tuple[ElementKind, str]]
+
+
+class InProcessEncoder:
+    """Encoder protocol over a CompactUniNote. Vectors are float32 numpy, L2-normalised, dim = dims[-1].
+
+    image_chunk: images per image-tower pass (bounds memory: ~10 MB of activations per image at 224).
+    text_chunk: texts per text-tower call.
+    model_version is computed from the model's weights at construction (encoder.checkpoint).
+    """
+
+    def __init__(self, model: CompactUniNote, *, image_chunk: int = 16, text_chunk: int = 64):
+        if image_chunk < 1 or text_chunk < 1:
+            raise ValueError(f"image_chunk and text_chunk must be >= 1, got {image_chunk}, {text_chunk}")
+        self.model = model.eval()
+        self.dims: tuple[int, ...] = tuple(model.config.dims)
+        self.model_version: str = weights_version(model)
+        self.image_chunk, self.text_chunk = image_chunk, text_chunk
+
+    def encode(self, notes: Sequence[NoteInput]) -> list[EncodedNote]:
+        """Encode notes in one batch. Raises InputError for an empty note or an unusable image."""
+        plans = [self._plan(n) for n in notes]
+        if not plans:
+            return []
+        with torch.inference_mode():
+            image_vecs = self._embed_images([im for p in plans for im in p.images])  # (I, R, D)
+            text_vecs = self._embed_texts([t for p in plans for _, t in p.texts])  # (N, D)
+            return self._assemble(plans, image_vecs, text_vecs)
+
+    # -- steps ----------------------------------------------------------------------------------------
+    def _plan(self, note: NoteInput) -> _NotePlan:
+        cfg = self.model.config
+        images = [_checked_image(im, note.note_id, i) for i, im in enumerate(note.images)]
+        texts: list[tuple[ElementKind, str]] = []
+        title = (note.title or "").strip()[: cfg.piece_chars]
+        if title:
+            texts.append((ElementKind.TITLE, title))
+        texts += [(ElementKind.BODY, p) for p in split_body(note.body or "", cfg.piece_chars, cfg.max_body_pieces)]
+        ocr = [t.strip()[: cfg.piece_chars] for t in note.ocr_texts if t and t.strip()]
+        texts += [(ElementKind.OCR, t) for t in ocr[: cfg.max_ocr_texts]]
+        if not images and not texts:
+            raise InputError(note.note_id, "note", "empty note: no title, body, OCR text or images")
+        return _NotePlan(note, images, texts)
+
+    def _embed_images(self, images: list[Image.Image]) -> torch.Tensor:
+        """I images -> (I, R, D) region vectors, image_chunk images per tower pass."""
+        R, D = len(self.model.boxes), self.dims[-1]
+        if not images:
+            return torch.zeros(0, R, D)
+        out = []
+        for start in range(0, len(images), self.image_chunk):
+            feats = self.model.region_features(images[start : start + self.image_chunk])  # (b, R, 1280)
+            out.append(self.model.embed_regions(feats))  # (b, R, D)
+        return torch.cat(out)
+
+    def _embed_texts(self, texts: list[str]) -> torch.Tensor:
+        """N texts -> (N, D); each distinct text goes through the towers once."""
+        D = self.dims[-1]
+        if not texts:
+            return torch.zeros(0, D)
+        unique = list(dict.fromkeys(texts))
+        out = []
+        for start in range(0, len(unique), self.text_chunk):
+            feats = self.model.text_features(unique[start : start + self.text_chunk])  # (n, 384)
+            out.append(self.model.embed_texts(feats))  # (n, D)
+        vecs = torch.cat(out)  # (U, D)
+        row = {t: i for i, t in enumerate(unique)}
+        return vecs[torch.tensor([row[t] for t in texts])]  # (N, D)
+
+    def _assemble(self, plans: list[_NotePlan], image_vecs: torch.Tensor, text_vecs: torch.Tensor) -> list[EncodedNote]:
+        crop_boxes = self.model.config.crop_boxes
+        D = self.dims[-1]
+        T = max(len(p.images) + len(p.texts) for p in plans)
+        tokens = torch.zeros(len(plans), T, D)  # (B, T, D)
+        kinds = torch.zeros(len(plans), T, dtype=torch.long)  # (B, T)
+        mask = torch.zeros(len(plans), T, dtype=torch.bool)  # (B, T)
+        all_locals: list[list[LocalVector]] = []
+        img_row = txt_row = 0
+        for b, plan in enumerate(plans):
+            locals_: list[LocalVector] = []
+            t = 0
+            for i in range(len(plan.images)):
+                regions = image_vecs[img_row]  # (R, D)
+                img_row += 1
+                locals_.append(LocalVector(ElementKind.IMAGE, i, _np(regions[0]), image_index=i, box=WHOLE_IMAGE))
+                for c, box in enumerate(crop_boxes):
+                    locals_.append(
+                        LocalVector(ElementKind.CROP, i * len(crop_boxes) + c, _np(regions[1 + c]), image_index=i, box=box)
+                    )
+                tokens[b, t], kinds[b, t], mask[b, t] = regions[0], KIND_IDS[ElementKind.IMAGE], True
+                t += 1
+            counts: dict[ElementKind, int] = {}
+            for kind, text in plan.texts:
+                vec = text_vecs[txt_row]  # (D,)
+                txt_row += 1
+                index = counts.get(kind, 0)
+                counts[kind] = index + 1
+                locals_.append(LocalVector(kind, index, _np(vec), text=text))
+                tokens[b, t], kinds[b, t], mask[b, t] = vec, KIND_IDS[kind], True
+                t += 1
+            all_locals.append(locals_)
+        globals_ = self.model.fuse(tokens, kinds, mask)  # (B, D)
+        return [
+            EncodedNote(p.note.note_id, _np(globals_[b]), all_locals[b], self.model_version)
+            for b, p in enumerate(plans)
+        ]
+
+
+def _checked_image(image: object, note_id: str, index: int) -> Image.Image:
+    """An RGB PIL image of at least MIN_IMAGE_SIDE per side, else InputError naming images[index]."""
+    field = f"images[{index}]"
+    if not isinstance(image, Image.Image):
+        raise InputError(note_id, field, f"expected a decoded PIL image, got {type(image).__name__}")
+    w, h = image.size
+    if min(w, h) < MIN_IMAGE_SIDE:
+        raise InputError(note_id, field, f"image too small: {w}x{h}, need at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _np(v: torch.Tensor) -> np.ndarray:
+    """(D,) tensor -> (D,) float32 numpy, an independent copy."""
+    return v.detach().to(torch.float32).numpy().copy()

@@ -1,0 +1,30 @@
+"""load_encoder: the one place that picks the encoder from the settings.
+
+ENCODER_URL set -> the vLLM HTTP client (encoder.vllm_encoder.VLLMEncoder, Qwen3-VL served by vLLM);
+otherwise the in-process compact model from CHECKPOINT, or the shipped checkpoint when unset. The big
+pretrained towers are cached per process (encoder.towers), so loading twice costs only the heads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from encoder.checkpoint import load_checkpoint
+from encoder.inprocess import InProcessEncoder
+from encoder.types import Encoder
+
+if TYPE_CHECKING:
+    from app.settings import Settings
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "compact"
+
+
+def load_encoder(settings: "Settings") -> Encoder:
+    """The configured Encoder. Raises FileNotFoundError / encoder.checkpoint.CheckpointError for a bad
+    CHECKPOINT folder; whatever VLLMEncoder.from_settings raises for a bad ENCODER_URL setup."""
+    if settings.encoder_url:
+        from encoder.vllm_encoder import VLLMEncoder  # only needed (and importable) for the vLLM route
+
+        return VLLMEncoder.from_settings(settings)
+    return InProcessEncoder(load_checkpoint(settings.checkpoint or DEFAULT_CHECKPOINT))

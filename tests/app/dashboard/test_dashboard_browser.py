@@ -1,0 +1,80 @@
+"""The dashboard in headless Chromium against a real server process: sign in, check an uploaded real
+photo that is a planted copy, see the match and its evidence, record a decision and find it in the audit
+log; a wrong password is refused; a moderator cannot reach the admin pages. The check page's screenshot
+is kept in artifacts/dashboard/check_page.png."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from dashboard_support import ARTIFACTS, sign_in
+
+pytestmark = pytest.mark.slow
+UI_TIMEOUT_MS = 120_000  # a check encodes the note on a busy 2-core machine
+
+
+def test_a_wrong_password_is_refused(page, dashboard_server):
+    sign_in(page, dashboard_server, "mod1", "not-the-password")
+    expect(page.locator("#login-error")).to_have_text("Wrong username or password.")
+    assert "/login" in page.url
+    page.goto(dashboard_server.url + "/dashboard/")
+    expect(page.locator("#username")).to_be_visible()  # still sent to the sign-in form
+
+
+def test_check_a_planted_copy_decide_and_find_it_in_the_audit_log(page, dashboard_server):
+    sign_in(page, dashboard_server, "mod1")
+    expect(page.locator("#header")).to_contain_text("Signed in as mod1", timeout=UI_TIMEOUT_MS)
+    page.set_input_files("#check-images input[type=file]", str(dashboard_server.planted_copy))
+    expect(page.locator("#check-images")).to_contain_text("astronaut_copy.jpg", timeout=UI_TIMEOUT_MS)
+    page.locator("#check-title textarea, #check-title input").first.fill("Look who I met today")
+    page.click("#check-button")
+
+    expect(page.locator("#check-summary")).to_contain_text("Report #", timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#check-summary")).not_to_contain_text("clear")
+    first_row = page.locator("#check-matches tbody tr").first
+    expect(first_row).to_contain_text("astronaut")
+    expect(page.locator("#check-stages")).to_contain_text("global_64")  # the Matryoshka stage that found it
+    expect(page.locator("#check-evidence img")).to_be_visible()  # query image beside the match, crops boxed
+    expect(page.locator("#check-gallery img").first).to_be_visible()  # thumbnails of the matches
+    assert page.locator("#check-text-evidence mark").count() > 0  # matched text pieces highlighted
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "check_page.png"), full_page=True)
+
+    page.locator("#check-decision").get_by_text("duplicate", exact=True).click()
+    page.locator("#check-comment textarea, #check-comment input").first.fill("planted copy: crop + overlay text")
+    page.click("#check-decide")
+    expect(page.locator("#check-status")).to_contain_text("Recorded duplicate", timeout=UI_TIMEOUT_MS)
+    expect(first_row).to_contain_text("duplicate")
+
+    page.get_by_role("tab", name="Audit log").click()
+    page.click("#audit-refresh")
+    table = page.locator("#audit-table")
+    expect(table).to_contain_text("planted copy: crop + overlay text", timeout=UI_TIMEOUT_MS)
+    expect(table.locator("tbody tr").first).to_contain_text("mod1")
+    expect(table.locator("tbody tr").first).to_contain_text("decision")
+
+
+def test_a_moderator_cannot_reach_the_admin_pages(page, dashboard_server):
+    sign_in(page, dashboard_server, "mod1")
+    expect(page.locator("#header")).to_contain_text("(moderator)", timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#header")).not_to_contain_text("Admin pages")
+    response = page.goto(dashboard_server.url + "/admin/")
+    assert response.status == 403
+    expect(page.get_by_role("heading", name="Admins only")).to_be_visible()
+    assert page.request.get(dashboard_server.url + "/admin/gradio_api/info").status == 403
+    assert page.request.get(dashboard_server.url + "/dashboard/gradio_api/info").status == 200
+
+
+def test_an_admin_manages_accounts(page, dashboard_server):
+    sign_in(page, dashboard_server, "admin1", next_path="/admin/")
+    expect(page.locator("#header")).to_contain_text("Signed in as admin1", timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#accounts-table")).to_contain_text("mod1", timeout=UI_TIMEOUT_MS)
+
+
+def test_the_server_refuses_anonymous_api_calls(dashboard_server):
+    with httpx.Client(base_url=dashboard_server.url, timeout=10) as http:
+        for method, path in [("GET", "/dashboard/gradio_api/info"), ("POST", "/dashboard/gradio_api/queue/join"),
+                             ("POST", "/dashboard/gradio_api/upload"), ("GET", "/admin/config")]:
+            assert http.request(method, path).status_code == 401, path

@@ -1,0 +1,84 @@
+"""2-process DDP (gloo, CPU) stage-2 steps give the gradients of one process over the same global batch."""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from encoder.compact import CompactUniNote
+from encoder.types import ElementKind
+from training.graded_pools import Element, PoolNote, build_graded_pools
+from training.grpo_config import GRPOConfig
+from training.grpo_features import FeatureBank
+from training.grpo_task import GRPOTask
+from training.grpo_train import all_reduce_grads, backward_step
+
+BATCH = torch.tensor([0, 3, 5, 7, 8, 2, 11, 1])  # the global batch of query indices
+
+
+def _task() -> GRPOTask:
+    """A small deterministic task on synthetic features (the DDP maths does not depend on the data)."""
+    g = torch.Generator().manual_seed(0)
+    notes, img, txt = {}, [], []
+    for n in range(12):
+        els = [Element(ElementKind.IMAGE, f"n{n}/i{i}") for i in range(3)] + [Element(ElementKind.TITLE, f"n{n}/t")]
+        img += [e.key for e in els[:3]]
+        txt.append(els[3].key)
+        notes[f"n{n}"] = els
+    bank = FeatureBank({k: i for i, k in enumerate(img)}, torch.rand(len(img), 1280, generator=g),
+                       {k: i for i, k in enumerate(txt)}, torch.randn(len(txt), 384, generator=g))
+    model = CompactUniNote()
+    with torch.no_grad():  # move off the zero-initialised residuals so every part gets a gradient
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=g))
+    ref = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=g))
+    pools = build_graded_pools(notes, seed=0, noise_per_pool=2)
+    library = [PoolNote(n, n, tuple(e)) for n, e in notes.items()]
+    return GRPOTask(model, ref, bank, pools, library, GRPOConfig(group_size=10, batch_size=8, grad_accum=2))
+
+
+def _worker(rank: int, world: int, port: int, out: dict) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        task = _task()
+        mine = BATCH.reshape(world, -1)[rank]
+        loss, _ = backward_step(task, mine, micro=len(mine) // 2, grad_accum=2)
+        all_reduce_grads(task.parameters, world)
+        out[rank] = ([p.grad.clone() for p in task.parameters], loss)
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_ranks_match_one_process():
+    torch.set_num_threads(1)
+    task = _task()
+    loss_single, _ = backward_step(task, BATCH, micro=4, grad_accum=2)
+    single = [p.grad.clone() for p in task.parameters]
+
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+        results = dict(out)
+    for rank in (0, 1):
+        grads, _ = results[rank]
+        for a, b in zip(grads, single):
+            assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+    # the global loss is the mean of the two ranks' losses
+    assert (results[0][1] + results[1][1]) / 2 == pytest.approx(loss_single, rel=1e-5)

@@ -1,0 +1,148 @@
+"""Real worker processes (`celery -A workers.celery_app worker`) on the Redis of the dev machine / CI,
+indexing real grocery notes into a local Qdrant folder that only the worker opens (the test reads it
+after the worker stopped). The crash test SIGKILLs a worker mid-backfill and finishes with another."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from app.records import registry
+from app.records.backfills import BackfillState
+from app.settings import Settings
+from app.store import QdrantStore
+from workers.backfill import backfill_status, follow, job_sessions, resume_backfill, run_backfill
+from workers.celery_app import app, configure
+from workers.submit import submit_notes
+from workers.tasks import delete_note_task, lookback_task
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+WORKER_START_TIMEOUT_S = 180  # imports + encoder load on a busy 2-core machine
+JOB_TIMEOUT_S = 300
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env |= {"UNINOTE_HOME": str(settings.home), "CELERY_BROKER_URL": settings.celery_broker_url or "",
+            "CELERY_RESULT_BACKEND": settings.celery_result_backend or "", "OCR_ENABLED": "false",
+            "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
+    return env
+
+
+def start_worker(settings: Settings, log: Path, name: str) -> subprocess.Popen:
+    """A worker in its own process group (so a SIGKILL takes its pool process with it)."""
+    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "index,backfill,audit",
+           "-c", "1", "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
+           "-n", f"{name}@%h"]
+    with log.open("w") as out:
+        return subprocess.Popen(cmd, cwd=log.parent, env=worker_env(settings), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def stop_worker(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout_s: float = 60) -> None:
+    """Warm shutdown (SIGTERM: the task in progress finishes), or `sig`; SIGKILL after timeout_s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+    try:  # the pool process of a killed worker: make sure nothing of the group survives
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def wait_for(predicate, what: str, proc: subprocess.Popen, log: Path, timeout_s: float = JOB_TIMEOUT_S):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc.poll() is not None:
+            pytest.fail(f"worker exited ({proc.returncode}) while waiting for {what}:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def broker_settings(tmp_path, redis_url):
+    """Settings of the test process and its workers: Redis broker/backend (db 15), embedded store and database."""
+    settings = Settings(UNINOTE_HOME=tmp_path / "home", celery_broker_url=redis_url, celery_result_backend=redis_url,
+                        ocr_enabled=False)
+    configure(app, settings)
+    yield settings
+    configure(app, Settings(UNINOTE_HOME=tmp_path / "home"))  # back to in-process mode
+
+
+def test_a_worker_indexes_deletes_and_looks_back(broker_settings, grocery_file, tmp_path):
+    path = grocery_file(8)
+    worker = start_worker(broker_settings, tmp_path / "worker.log", "w1")
+    try:
+        sessions = job_sessions(broker_settings)
+        submission = submit_notes(path, chunk_size=3, settings=broker_settings)
+        assert len(submission.task_ids) == 3
+
+        def all_indexed():
+            with sessions() as s:
+                return registry.count_by_status(s)["indexed"] == 8
+        wait_for(all_indexed, "8 indexed notes", worker, tmp_path / "worker.log", WORKER_START_TIMEOUT_S)
+
+        assert delete_note_task.delay("g007").get(timeout=120) == {"note_id": "g007", "known": True}
+        out = lookback_task.delay("g000").get(timeout=120)
+        assert out["report_id"] and "g000" not in [m[0] for m in out["matches"]]
+        assert "g007" not in [m[0] for m in out["matches"]]  # deleted notes are gone from search
+
+        second = start_worker(broker_settings, tmp_path / "second.log", "w2")  # same local folder: refused
+        assert second.wait(WORKER_START_TIMEOUT_S) != 0
+        assert "already open in another process" in (tmp_path / "second.log").read_text()
+    finally:
+        stop_worker(worker)
+
+    with QdrantStore.from_settings(broker_settings) as store:
+        assert store.count_notes() == 7
+    with sessions() as s:
+        assert registry.count_by_status(s) | {} == {"pending": 0, "indexed": 7, "failed": 0, "deleted": 1}
+
+
+def test_sigkill_mid_backfill_then_another_worker_finishes_it_exactly_once(broker_settings, grocery_file, tmp_path):
+    n, batch = 40, 4
+    path = grocery_file(n)
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = start_worker(broker_settings, first_log, "first")
+    try:
+        job = run_backfill(path, detach=True, batch_size=batch, settings=broker_settings)
+        assert job.status == BackfillState.RUNNING and job.cursor == 0
+        wait_for(lambda: backfill_status(job.id, broker_settings).cursor >= 2 * batch, "two committed batches",
+                 first, first_log, WORKER_START_TIMEOUT_S)
+        time.sleep(0.5)  # into the middle of the next batch
+    finally:
+        stop_worker(first, signal.SIGKILL)
+    killed_at = backfill_status(job.id, broker_settings)
+    assert killed_at.status == BackfillState.RUNNING and 2 * batch <= killed_at.cursor < n, killed_at.describe()
+
+    second = start_worker(broker_settings, second_log, "second")
+    try:
+        resume_backfill(job.id, settings=broker_settings)  # the restart: queue the batch at the stored cursor
+        done = wait_for(lambda: (lambda j: j if j.status != BackfillState.RUNNING else None)(
+            backfill_status(job.id, broker_settings)), "the backfill to finish", second, second_log)
+    finally:
+        stop_worker(second)
+
+    assert done.status == BackfillState.DONE, done.describe()
+    assert (done.cursor, done.total, done.done, done.failed) == (n, n, n, 0)
+    assert done.skipped <= batch  # at most the batch cut by the kill was seen again, nothing committed was redone
+    with job_sessions(broker_settings)() as s:
+        counts = registry.count_by_status(s)
+    with QdrantStore.from_settings(broker_settings) as store:
+        stored_ids, _ = store.note_ids(limit=1000)
+        assert store.count_notes() == counts["indexed"] == n
+    assert sorted(stored_ids) == [f"g{i:03d}" for i in range(n)]
