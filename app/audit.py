@@ -161,9 +161,14 @@ class AuditReport:
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     report_id: int | str | None = None  # set when the report is saved in the records
 
+    @property
+    def top_score(self) -> float | None:
+        """The best match's score, or None when nothing matched."""
+        return self.matches[0].score if self.matches else None
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (boxes become lists)."""
-        d = asdict(self)
+        """JSON-able dict (boxes become lists; top_score added for the records)."""
+        d = asdict(self) | {"top_score": self.top_score}
         for m in d["matches"]:
             for e in m["evidence"]:
                 for key in ("query_box", "matched_box"):
@@ -174,6 +179,7 @@ class AuditReport:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AuditReport":
         d = dict(d)
+        d.pop("top_score", None)  # derived
         d["matches"] = [Match.from_dict(m) for m in d["matches"]]
         return cls(**d)
 

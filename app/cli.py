@@ -44,7 +44,7 @@ def ingest(path: Path, batch_size: int, force: bool) -> None:
     result = IndexResult()
     with click.progressbar(range(0, len(notes), batch_size), label="indexing") as bar:
         for start in bar:
-            result.merge(lib.index(notes[start:start + batch_size], source=str(path), force=force))
+            result.merge(lib.index(notes[start:start + batch_size], source=str(path.resolve()), force=force))
     for nid, why in result.failed.items():
         click.echo(f"failed: {why}", err=True)
     click.echo(f"indexed {len(result.indexed)}, unchanged {len(result.skipped)}, "
@@ -138,22 +138,23 @@ def migrate() -> None:
 
 @main.command()
 @click.option("--queues", default="index,backfill,audit", show_default=True, help="Comma-separated Celery queues.")
-@click.option("--concurrency", default=1, show_default=True, help="Worker processes.")
+@click.option("--concurrency", default=1, show_default=True, help="Worker processes (>1 needs QDRANT_URL).")
 @click.option("--pool", default="prefork", show_default=True, type=click.Choice(["prefork", "solo", "threads"]))
 def worker(queues: str, concurrency: int, pool: str) -> None:
     """Run a Celery worker (needs CELERY_BROKER_URL)."""
-    from workers.worker import start_worker
+    from app.store import StoreLockedError
+    from workers.worker import NoBrokerError, start_worker
 
     try:
         start_worker([q.strip() for q in queues.split(",") if q.strip()], concurrency, pool=pool)
-    except (ValueError, RuntimeError) as e:
+    except (NoBrokerError, StoreLockedError, ValueError) as e:
         raise click.ClickException(str(e)) from None
 
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--detach", is_flag=True, help="Queue the backfill and return at once (needs a broker).")
-@click.option("--restart", is_flag=True, help="Start again from line 0 instead of resuming.")
+@click.option("--detach", is_flag=True, help="Queue the backfill and return at once (with CELERY_BROKER_URL).")
+@click.option("--restart", is_flag=True, help="A new job from line 0 even if one is unfinished.")
 @click.option("--batch-size", default=32, show_default=True)
 def backfill(path: Path, detach: bool, restart: bool, batch_size: int) -> None:
     """Index a whole notes file as a resumable backfill job, with a progress bar."""
@@ -162,11 +163,15 @@ def backfill(path: Path, detach: bool, restart: bool, batch_size: int) -> None:
     with click.progressbar(length=0, label="backfill", show_pos=True) as bar:
         def progress(status) -> None:
             bar.length = status.total or bar.length
-            bar.update(status.done + status.skipped + status.failed - bar.pos)
+            bar.update(status.cursor - bar.pos)
 
-        status = run_backfill(path, detach=detach, progress_callback=progress, batch_size=batch_size, restart=restart)
-    click.echo(f"backfill {status.id}: {status.status}, indexed {status.done}, unchanged {status.skipped}, "
-               f"failed {status.failed} of {status.total}")
+        status = run_backfill(path.resolve(), detach=detach, progress_callback=None if detach else progress,
+                              batch_size=batch_size, restart=restart)
+    click.echo(status.describe())
+    for e in status.errors[:20]:
+        click.echo(f"  line {e.line} {e.note_id or ''}: {e.error}", err=True)
+    if status.status == "failed":
+        sys.exit(1)
 
 
 @main.command()
@@ -179,6 +184,68 @@ def healthcheck(role: str) -> None:
     for p in problems:
         click.echo(f"unhealthy: {p}", err=True)
     sys.exit(1 if problems else 0)
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty OUT folder.")
+def export(checkpoint: Path, out: Path, overwrite: bool) -> None:
+    """Export a Qwen3-VL UniNote checkpoint as an HF folder that vLLM serves as is."""
+    from encoder.export import ExportError, export_checkpoint
+
+    try:
+        click.echo(f"exported to {export_checkpoint(checkpoint, out, overwrite=overwrite)}")
+    except ExportError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@main.command("serve-encoder")
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--max-model-len", default=8192, show_default=True)
+@click.option("--dtype", default="auto", show_default=True)
+@click.option("--python", "python", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Interpreter of the vLLM environment (default .venv-vllm/bin/python).")
+def serve_encoder(checkpoint: Path, host: str, port: int, max_model_len: int, dtype: str, python: Path | None) -> None:
+    """Serve a Qwen3-VL UniNote checkpoint (or export) with vLLM's pooling runner."""
+    from encoder.vllm_server import VLLMServerConfig, serve_encoder as serve
+
+    config = VLLMServerConfig(host=host, port=port, max_model_len=max_model_len, dtype=dtype, python=python)
+    sys.exit(serve(checkpoint, host, port, config=config))
+
+
+@main.command()
+@click.option("--host", default=None, help="Default DASHBOARD_HOST.")
+@click.option("--port", type=int, default=None, help="Default DASHBOARD_PORT.")
+def dashboard(host: str | None, port: int | None) -> None:
+    """Serve the moderator dashboard (accounts: `uninote user add`)."""
+    from app.dashboard import serve_dashboard
+
+    serve_dashboard(get_settings(), host, port)
+
+
+@main.group()
+def user() -> None:
+    """Dashboard accounts."""
+
+
+@user.command("add")
+@click.option("--username", required=True)
+@click.option("--role", type=click.Choice(["moderator", "admin"]), default="moderator", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+def user_add(username: str, role: str, password_stdin: bool) -> None:
+    """Create a dashboard account (audit-logged as 'cli')."""
+    from app.dashboard import add_user
+
+    password = (sys.stdin.readline().rstrip("\r\n") if password_stdin
+                else click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    try:
+        u = add_user(get_settings(), username, password, role)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"added {u.username} ({u.role.value})")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ serialised by a lock, so one client may be shared by threads (the dashboard's ha
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -106,7 +105,6 @@ class UniNoteClient:
         """
         note = as_note(note)
         with self._lock:
-            self._apply_thresholds()
             return self.library.check(note, limit=limit, save=save)
 
     def check_many(self, notes: Iterable[NoteLike], *, limit: int = 10, save: bool = True) -> list[AuditReport]:
@@ -114,14 +112,12 @@ class UniNoteClient:
         (ValueError naming the first bad one); a bad image raises InputError naming its note."""
         batch = [as_note(n) for n in notes]
         with self._lock:
-            self._apply_thresholds()
             return [self.library.check(n, limit=limit, save=save) for n in batch]
 
     def check_stored(self, note_id: str, *, limit: int = 10, save: bool = True) -> AuditReport:
         """Audit a stored note against the rest of the library from its stored vectors (look-back).
         Raises app.stored_notes.NoteNotStoredError."""
         with self._lock:
-            self._apply_thresholds()
             return stored_notes.check_stored(self.library, note_id, limit=limit, save=save)
 
     # ---- reports and decisions ----------------------------------------------------------------------
@@ -162,7 +158,6 @@ class UniNoteClient:
         """An admin changes the thresholds (audit-logged). Raises moderation.PermissionDeniedError, ValueError."""
         with self._lock:
             new = moderation.set_thresholds(self.library.sessions, self.settings, actor, duplicate, infringement)
-            self._apply_thresholds()
             return new
 
     def threshold_report(self, thresholds: Sequence[float] = DEFAULT_GRID) -> ThresholdReport:
@@ -176,13 +171,6 @@ class UniNoteClient:
         with self._lock, self.library.sessions() as s:
             return audit_log.list_entries(s, action=action, actor=actor, offset=offset, limit=limit)
 
-    def _apply_thresholds(self) -> None:
-        current = moderation.current_thresholds(self.library.sessions, self.settings)
-        config = self.library.audit_config
-        if (config.duplicate_threshold, config.infringement_threshold) != (current.duplicate, current.infringement):
-            self.library.audit_config = dataclasses.replace(
-                config, duplicate_threshold=current.duplicate, infringement_threshold=current.infringement)
-
 
 def as_note(note: NoteLike) -> Note:
     """A Note from a Note or a notes.jsonl-style dict. Raises ValueError naming the bad field."""
@@ -194,4 +182,5 @@ def as_note(note: NoteLike) -> Note:
         return Note.model_validate(dict(note))
     except ValidationError as e:
         who = note.get("note_id")
-        raise ValueError(f"note {who!r}: {describe_validation_error(e)}" if who else describe_validation_error(e)) from None
+        reason = describe_validation_error(e)
+        raise ValueError(f"note {who!r}: {reason}" if who else reason) from None

@@ -8,6 +8,7 @@ written for the note are removed again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import moderation
 from app.audit import AuditConfig, AuditReport, check
 from app.notes import Note
 from app.preparation import PreparedNote, prepare_note
@@ -111,6 +113,7 @@ class Library:
     def _write(self, p: PreparedNote, encoded: EncodedNote, source: str | None) -> None:
         note = p.note
         payload = {"title": note.title, "author": note.author, "n_images": len(note.images),
+                   "images": [str(path) for path in note.images],
                    "created_at": note.created_at.isoformat() if note.created_at else None}
         self.store.upsert_note(encoded, p.pdq, payload)
         try:
@@ -159,7 +162,11 @@ class Library:
         return self._audit(encoded, [e.pdq for e in images], limit=limit, save=save)
 
     def _audit(self, encoded: EncodedNote, pdq: list, *, limit: int, save: bool) -> AuditReport:
-        report = check(encoded, pdq, self.store, self.audit_config, limit=limit)
+        # Thresholds in force: an admin's latest change (audit log), else the settings.
+        t = moderation.current_thresholds(self.sessions, self.settings)
+        config = dataclasses.replace(self.audit_config, duplicate_threshold=t.duplicate,
+                                     infringement_threshold=t.infringement)
+        report = check(encoded, pdq, self.store, config, limit=limit)
         if save:
             with transaction(self.sessions) as s:
                 report.report_id = reports.save_report(s, report.to_dict(), query_note_id=encoded.note_id)

@@ -167,7 +167,8 @@ def _existing(session: Session, username: str) -> User:
 
 
 # ---- signing in ---------------------------------------------------------------------------------------
-def sign_in(sessions: sessionmaker[Session], username: str, password: str, client_host: str | None = None) -> User | None:
+def sign_in(sessions: sessionmaker[Session], username: str, password: str,
+            client_host: str | None = None) -> User | None:
     """The account if the password is right (and the account active), else None; both outcomes are
     logged (a refused sign-in is logged under the name tried, never with the password)."""
     with transaction(sessions) as s:

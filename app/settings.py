@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     qdrant_quantize_prefix: bool = Field(False, description="int8 scalar quantization of the prefix vector.")
     prefix_dim: int = Field(64, description="Matryoshka prefix dim used by the first (prefetch) stage.")
     prefetch_limit: int = Field(1000, ge=1, description="Candidates fetched by the prefix stage.")
+    qdrant_prefetch: bool | None = Field(
+        None, description="Coarse-to-fine (prefix prefetch) search; unset = on for a server, off in local mode."
+    )
 
     # Records (app/records)
     database_url: str | None = Field(None, description="SQLAlchemy URL; unset = SQLite at HOME/uninote.db.")

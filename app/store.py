@@ -13,7 +13,9 @@ f"{note_id}/{kind}/{index}"), so indexing is idempotent.
 
 Search is coarse-to-fine with the Query API (qdrant-client 1.20 `query_points`, `prefetch`): the Matryoshka
 prefix vector (MRL, Kusupati et al. 2022; paper §3.3) fetches `prefetch_limit` candidates, the full vector
-re-scores them. Local mode (embedded default) is exact brute force; a server uses HNSW (default config).
+re-scores them. That is the default on a server (HNSW, default config; the prefix vector optionally int8).
+Local mode (the embedded default) is exact brute force, and its prefetch re-scoring runs in Python, so
+there one full-dim pass is the default: same answer, 4-6x faster (StoreConfig.prefetch overrides).
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ class StoreConfig:
     replication_factor: int = 1  # replicas per shard (cluster)
     on_disk: bool = False  # keep the full-dim vectors on disk (server)
     quantize_prefix: bool = False  # int8 scalar quantization of the prefix vector (server)
+    # coarse-to-fine search by default? None = on a server only. Local mode is exact brute force anyway,
+    # and qdrant-client's local prefetch re-scores candidates in Python: 4-6x slower than one full-dim
+    # pass at 3,000 notes (benchmarks/bench_search.py), with the same top-10.
+    prefetch: bool | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "StoreConfig":
@@ -67,6 +73,7 @@ class StoreConfig:
             replication_factor=settings.qdrant_replication_factor,
             on_disk=settings.qdrant_on_disk,
             quantize_prefix=settings.qdrant_quantize_prefix,
+            prefetch=settings.qdrant_prefetch,
         )
 
 
@@ -199,6 +206,7 @@ class QdrantStore:
         self.config = config or StoreConfig()
         self.is_local = is_local if is_local is not None else type(client._client).__name__ == "QdrantLocal"
         self._ensured: set[str] = set()
+        self.prefetch_default = self.config.prefetch if self.config.prefetch is not None else not self.is_local
 
     # ---- opening -------------------------------------------------------------------------------------
     @classmethod
@@ -517,6 +525,9 @@ class QdrantStore:
         return [r.payload["note_id"] for r in records], (None if next_offset is None else str(next_offset))
 
     # ---- search --------------------------------------------------------------------------------------
+    def _use_prefetch(self, use_prefetch: bool | None) -> bool:
+        return self.prefetch_default if use_prefetch is None else use_prefetch
+
     def _stage(self, kind: str, dim: int, use_prefetch: bool) -> str:
         if use_prefetch and self.config.prefix_dim < dim:
             return f"prefetch {kind}_{self.config.prefix_dim} -> {kind}_{dim}"
@@ -537,13 +548,15 @@ class QdrantStore:
                                    filter=flt, limit=limit, with_payload=True)
 
     def search_global(self, vector: np.ndarray, limit: int = 10, exclude_note_id: str | None = None,
-                      use_prefetch: bool = True) -> list[GlobalHit]:
+                      use_prefetch: bool | None = None) -> list[GlobalHit]:
         """Notes nearest a global vector (D,) float32, best first (score = cosine of the full vectors).
 
-        use_prefetch: prefix-vector candidates (prefetch_limit of them) re-scored with the full vector;
-        False = the full vector alone (benchmarks). exclude_note_id: leave this note out (self-match).
+        use_prefetch: True = prefix-vector candidates (prefetch_limit of them) re-scored with the full
+        vector; False = the full vector alone; None = the store's default (StoreConfig.prefetch).
+        exclude_note_id: leave this note out (self-match). GlobalHit.stage says which route ran.
         """
         vec = _check_vectors("global query vector", vector, 1)  # (D,)
+        use_prefetch = self._use_prefetch(use_prefetch)
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         req = self._request("global", vec, limit, _exclude_filter(exclude_note_id), use_prefetch)
@@ -554,12 +567,14 @@ class QdrantStore:
                 for p in res.points]
 
     def search_elements(self, vectors: np.ndarray, limit_per_query: int = 10, exclude_note_id: str | None = None,
-                        use_prefetch: bool = True) -> list[list[ElementHit]]:
-        """For each query element (Q, D) float32, the stored elements nearest it, best first; one batch call.
+                        use_prefetch: bool | None = None) -> list[list[ElementHit]]:
+        """For each query element (Q, D) float32, the stored elements nearest it, best first; one batch call
+        (query_batch_points). use_prefetch as in search_global (`local_<prefix>` -> `local_<D>`).
 
         Returns Q lists of ElementHit (score = cosine of the full local vectors). Q = 0 returns [].
         """
         vecs = _check_vectors("element query vectors", vectors, 2)  # (Q, D)
+        use_prefetch = self._use_prefetch(use_prefetch)
         if limit_per_query < 1:
             raise ValueError(f"limit_per_query must be >= 1, got {limit_per_query}")
         if vecs.shape[0] == 0:

@@ -49,7 +49,8 @@ class ThresholdReport:
     duplicate: list[ThresholdRow]  # flag = duplicate
 
 
-def threshold_rows(scores: Sequence[float], positive: Sequence[bool], thresholds: Sequence[float]) -> list[ThresholdRow]:
+def threshold_rows(scores: Sequence[float], positive: Sequence[bool],
+                   thresholds: Sequence[float]) -> list[ThresholdRow]:
     """One ThresholdRow per threshold. scores: (N,) cosine scores; positive: (N,) labels.
     Raises ValueError when the two lengths differ or a score is not finite."""
     s = np.asarray(scores, dtype=np.float64)  # (N,)
@@ -71,7 +72,8 @@ def threshold_rows(scores: Sequence[float], positive: Sequence[bool], thresholds
     return rows
 
 
-def build_threshold_report(decided: Sequence[DecisionRecord], thresholds: Sequence[float] = DEFAULT_GRID) -> ThresholdReport:
+def build_threshold_report(decided: Sequence[DecisionRecord],
+                           thresholds: Sequence[float] = DEFAULT_GRID) -> ThresholdReport:
     """The report of `thresholds` on decisions (one per match: reports.decisions(latest_only=True))."""
     scores = [d.score for d in decided]
     copies = [d.decision in COPY_DECISIONS for d in decided]

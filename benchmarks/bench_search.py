@@ -86,10 +86,12 @@ def main() -> None:
     exact = [[h.note_id for h in r] for r in r_full]
     for limit in (1000, 200):
         staged = QdrantStore(client, replace(config, prefetch_limit=limit), is_local=store.is_local)
-        t_pre, r_pre = timed(lambda q: staged.search_global(q, 10), queries)
+        t_pre, r_pre = timed(lambda q: staged.search_global(q, 10, use_prefetch=True), queries)
         rows.append((f"prefetch global_64 -> global_512 (prefetch {limit})", t_pre, r_pre))
-    t_el, _ = timed(lambda q: store.search_elements(np.stack([q, q, q]), 10), queries)
-    rows.append((f"elements, batch of 3, prefetch local_64 -> local_512 (prefetch {config.prefetch_limit})", t_el, None))
+    for use_prefetch in (False, True):
+        t_el, _ = timed(lambda q: store.search_elements(np.stack([q, q, q]), 10, use_prefetch=use_prefetch), queries)
+        route = f"prefetch local_64 -> local_512 (prefetch {config.prefetch_limit})" if use_prefetch else "local_512"
+        rows.append((f"elements, batch of 3, {route}", t_el, None))
     client.close()
 
     base = np.median(rows[0][1])

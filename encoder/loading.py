@@ -1,7 +1,8 @@
 """load_encoder: the one place that picks the encoder from the settings.
 
 ENCODER_URL set -> the vLLM HTTP client (encoder.vllm_encoder.VLLMEncoder, Qwen3-VL served by vLLM);
-otherwise the in-process compact model from CHECKPOINT, or the shipped checkpoint when unset. The big
+otherwise CHECKPOINT in-process: a Qwen3-VL checkpoint through transformers, a compact one (or the
+shipped compact checkpoint when unset) through InProcessEncoder. The big
 pretrained towers are cached per process (encoder.towers), so loading twice costs only the heads.
 """
 
@@ -27,4 +28,11 @@ def load_encoder(settings: "Settings") -> Encoder:
         from encoder.vllm_encoder import VLLMEncoder  # only needed (and importable) for the vLLM route
 
         return VLLMEncoder.from_settings(settings)
-    return InProcessEncoder(load_checkpoint(settings.checkpoint or DEFAULT_CHECKPOINT))
+    checkpoint = settings.checkpoint or DEFAULT_CHECKPOINT
+    from encoder.qwen3vl_config import is_qwen3vl_checkpoint
+
+    if is_qwen3vl_checkpoint(checkpoint):  # the paper's backbone in-process (transformers)
+        from encoder.qwen3vl_encoder import Qwen3VLEncoder
+
+        return Qwen3VLEncoder.from_checkpoint(checkpoint)
+    return InProcessEncoder(load_checkpoint(checkpoint))

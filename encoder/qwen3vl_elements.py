@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from encoder.qwen3vl_config import Qwen3VLEncoderConfig
 from encoder.qwen3vl_inputs import Conversation, crop_box, fit_image
 from encoder.text_pieces import split_body
-from encoder.types import Box, ElementKind, InputError, NoteInput
+import numpy as np
+
+from encoder.types import Box, ElementKind, EncodedNote, InputError, LocalVector, NoteInput
 
 
 @dataclass
@@ -69,3 +71,29 @@ def note_elements(note: NoteInput, cfg: Qwen3VLEncoderConfig) -> tuple[Conversat
 
     note_text = "\n".join(p for p in (title, body, " ".join(ocr)) if p)[: cfg.max_note_chars]
     return Conversation(ins["note"], list(fitted), note_text), locals_
+
+
+Plan = tuple[Conversation, list[Element]]
+
+
+def flatten(plans: list[Plan]) -> list[Conversation]:
+    """All conversations of the plans in order: each note's global conversation, then its elements'."""
+    out: list[Conversation] = []
+    for global_conv, elements in plans:
+        out.append(global_conv)
+        out.extend(e.conversation for e in elements)
+    return out
+
+
+def assemble(notes: list[NoteInput], plans: list[Plan], vectors: np.ndarray, model_version: str) -> list[EncodedNote]:
+    """vectors: (N, D) float32 in flatten(plans) order -> one EncodedNote per note."""
+    out, row = [], 0
+    for note, (_, elements) in zip(notes, plans):
+        global_vector = vectors[row]
+        row += 1
+        locals_ = []
+        for e in elements:
+            locals_.append(LocalVector(e.kind, e.index, vectors[row], e.image_index, e.box, e.text))
+            row += 1
+        out.append(EncodedNote(note.note_id, global_vector, locals_, model_version))
+    return out

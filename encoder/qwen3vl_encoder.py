@@ -12,7 +12,7 @@ from typing import Sequence
 
 from encoder.qwen3vl import Qwen3VLEmbedder, load_qwen3vl, weights_version
 from encoder.qwen3vl_config import CONFIG_FILE
-from encoder.qwen3vl_elements import note_elements
+from encoder.qwen3vl_elements import assemble, flatten, note_elements
 from encoder.types import EncodedNote, LocalVector, NoteInput
 
 
@@ -44,18 +44,6 @@ class Qwen3VLEncoder:
         """Notes -> EncodedNote with (D,) float32 L2-normalised vectors. Raises InputError for an empty
         note or unusable image."""
         plans = [note_elements(note, self.config) for note in notes]
-        conversations = []
-        for global_conv, elements in plans:
-            conversations.append(global_conv)
-            conversations.extend(e.conversation for e in elements)
+        conversations = flatten(plans)
         vectors = self.embedder.embed(conversations).numpy()  # (N, D) float32
-        out, row = [], 0
-        for note, (_, elements) in zip(notes, plans):
-            global_vector = vectors[row]
-            row += 1
-            locals_ = []
-            for e in elements:
-                locals_.append(LocalVector(e.kind, e.index, vectors[row], e.image_index, e.box, e.text))
-                row += 1
-            out.append(EncodedNote(note.note_id, global_vector, locals_, self.model_version))
-        return out
+        return assemble(list(notes), plans, vectors, self.model_version)

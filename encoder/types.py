@@ -50,8 +50,8 @@ class NoteInput:
 class LocalVector:
     """One local element's embedding.
 
-    kind/index identify the element inside its note (index counts within the kind: the 2nd crop of
-    the 1st image is kind=CROP, index=1, image_index=0). `text` is the element's text for TITLE, BODY,
+    kind/index identify the element inside its note; index is unique within the kind across the note
+    (the 1st crop of the 2nd image is kind=CROP, index=len(crop_boxes), image_index=1). `text` is the element's text for TITLE, BODY,
     OCR; `box` the crop region for CROP (and (0,0,1,1) for IMAGE).
     vector: (D,) float32, L2-normalised, D = the encoder's full dim.
     """

@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 
 from encoder.qwen3vl_config import Qwen3VLEncoderConfig, default_dims, is_qwen3vl_checkpoint
-from encoder.qwen3vl_elements import note_elements
+from encoder.qwen3vl_elements import assemble, flatten, note_elements
 from encoder.qwen3vl_inputs import Conversation, openai_image_part
 from encoder.types import EncodedNote, LocalVector, NoteInput
 
@@ -149,24 +149,12 @@ class VLLMEncoder:
         VLLMError subclasses for server failures.
         """
         plans = [note_elements(note, self.config) for note in notes]
-        conversations: list[Conversation] = []
-        for global_conv, elements in plans:
-            conversations.append(global_conv)
-            conversations.extend(e.conversation for e in elements)
+        conversations = flatten(plans)
         vectors = self.embed_conversations(conversations)  # (N, D)
         if self._dims is None:
             d = vectors.shape[1]
             self._dims = self.config.dims if self.config.dim == d else default_dims(d)
-        out, row = [], 0
-        for note, (_, elements) in zip(notes, plans):
-            global_vector = vectors[row]
-            row += 1
-            locals_ = []
-            for e in elements:
-                locals_.append(LocalVector(e.kind, e.index, vectors[row], e.image_index, e.box, e.text))
-                row += 1
-            out.append(EncodedNote(note.note_id, global_vector, locals_, self.model_version))
-        return out
+        return assemble(list(notes), plans, vectors, self.model_version)
 
     def embed_conversations(self, conversations: Sequence[Conversation], dimensions: int | None = None) -> np.ndarray:
         """(N,) conversations -> (N, D) float32, L2-normalised (D = `dimensions` when given: the server's

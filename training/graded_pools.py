@@ -2,7 +2,8 @@
 
 A note's elements are split into two disjoint halves: A (the query) and B. The graded target list is
 
-    B + all of A's images   (grade |A_img| + 1, the best)
+    the whole note          (A + B; only when A holds text, else it is the next line)
+    B + all of A's images   (grade |A_img| + 1, or + 2 under the whole note)
     B + all but one of them
     ...
     B alone                 (grade 1)
@@ -12,6 +13,10 @@ so the more of the query's own content a target carries, the higher it must rank
 same "partial note" shape as the targets, so the policy cannot learn "partial notes are relevant".
 Pools are mixed into the library (whole notes, grade 0 for every query) and the stage-1 model retrieves
 the G candidates of each query from that mix (training/grpo_task.py).
+
+Candidates of the query's own note that are not its targets (another pool's noise cut from this note)
+share the query's content but are not graded: they are left out of that query's ranking
+(`GradedPool.excludes`), as ISC 2021 leaves out self-matches.
 
 Elements are referenced by `Element(kind, key)`, `key` naming the element's cached tower features; this
 module never touches tensors.
@@ -43,6 +48,11 @@ class PoolNote:
     elements: tuple[Element, ...]
 
     @property
+    def content(self) -> frozenset[Element]:
+        """The element set: two notes with the same content are the same candidate."""
+        return frozenset(self.elements)
+
+    @property
     def n_images(self) -> int:
         return sum(e.kind == ElementKind.IMAGE for e in self.elements)
 
@@ -56,9 +66,16 @@ class GradedPool:
     grades: tuple[int, ...]
     noise: tuple[PoolNote, ...]
 
-    def grade_of(self) -> dict[str, int]:
-        """note_id -> grade for this query (targets only; every other note is grade 0)."""
-        return dict(zip((t.note_id for t in self.targets), self.grades))
+    def grade_of(self) -> dict[frozenset[Element], int]:
+        """content -> grade for this query (targets only; any other content is grade 0).
+
+        By content, not id: when A holds no text, the best target (B + all of A's images) *is* the whole
+        note, and a library copy of it must get the same grade."""
+        return dict(zip((t.content for t in self.targets), self.grades))
+
+    def excludes(self, candidate: PoolNote) -> bool:
+        """True for a candidate cut from the query's own note that is not one of its graded targets."""
+        return candidate.source_id == self.query.source_id and candidate.content not in self.grade_of()
 
 
 def split_note(
@@ -89,16 +106,19 @@ def split_note(
 
 
 def graded_targets(note_id: str, a: Sequence[Element], b: Sequence[Element]) -> tuple[list[PoolNote], list[int]]:
-    """The graded target list for query half `a`: B + k of A's images for k = |A_img| .. 0, best first.
+    """The graded target list for query half `a`, best first: the whole note (when A holds text), then
+    B + k of A's images for k = |A_img| .. 0.
 
-    Returns (targets, grades), grades = [|A_img| + 1, ..., 1]. Target ids are f"{note_id}#B+{k}".
+    Returns (targets, grades), grades strictly descending down to 1. Target ids are f"{note_id}#B+{k}"
+    and `note_id` for the whole note (so it replaces the library's copy of the note).
     """
     a_images = [e for e in a if e.kind == ElementKind.IMAGE]
-    targets, grades = [], []
+    targets = []
+    if len(a_images) < len(a):  # A holds text: the whole note carries strictly more of A than B + A's images
+        targets.append(PoolNote(note_id, note_id, tuple(b) + tuple(a)))
     for k in range(len(a_images), -1, -1):
         targets.append(PoolNote(f"{note_id}#B+{k}", note_id, tuple(b) + tuple(a_images[:k])))
-        grades.append(k + 1)
-    return targets, grades
+    return targets, list(range(len(targets), 0, -1))
 
 
 def build_graded_pools(
@@ -145,21 +165,33 @@ def build_graded_pools(
 def pool_library(pools: Sequence[GradedPool], library: Sequence[PoolNote] = ()) -> list[PoolNote]:
     """Every pool's targets and noise mixed into `library` (whole notes): the search space of all queries.
 
-    Raises ValueError on duplicate note ids.
+    Notes of identical content appear once (targets first, then noise, then the library): a duplicate
+    would tie with its twin and make the ranking, and so the rewards, arbitrary.
+    Raises ValueError on a note id used for two different contents.
     """
-    out = list(library)
-    for pool in pools:
-        out.extend(pool.targets)
-        out.extend(pool.noise)
-    seen: set[str] = set()
-    for n in out:
-        if n.note_id in seen:
-            raise ValueError(f"duplicate note id {n.note_id!r} in the pool library")
-        seen.add(n.note_id)
+    out: list[PoolNote] = []
+    seen: set[frozenset[Element]] = set()
+    ids: set[str] = set()
+    for n in [t for p in pools for t in p.targets] + [x for p in pools for x in p.noise] + list(library):
+        if n.content in seen:
+            continue
+        if n.note_id in ids:
+            raise ValueError(f"note id {n.note_id!r} is used for two different contents in the pool library")
+        seen.add(n.content)
+        ids.add(n.note_id)
+        out.append(n)
     return out
 
 
-def candidate_grades(pool: GradedPool, candidate_ids: Sequence[str]) -> list[int]:
-    """The grades of `candidate_ids` (in the given order) for `pool`'s query; 0 for anything not a target."""
+def excluded_rows(pools: Sequence[GradedPool], library: Sequence[PoolNote]) -> list[list[int]]:
+    """For each pool, the library rows its query must not rank (see GradedPool.excludes)."""
+    by_source: dict[str, list[int]] = {}
+    for i, n in enumerate(library):
+        by_source.setdefault(n.source_id, []).append(i)
+    return [[i for i in by_source.get(p.query.source_id, []) if p.excludes(library[i])] for p in pools]
+
+
+def candidate_grades(pool: GradedPool, candidates: Sequence[PoolNote]) -> list[int]:
+    """The grades of `candidates` (in the given order) for `pool`'s query; 0 for any non-target content."""
     grade = pool.grade_of()
-    return [grade.get(c, 0) for c in candidate_ids]
+    return [grade.get(c.content, 0) for c in candidates]

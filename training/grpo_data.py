@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,7 +146,7 @@ def cached_feature_bank(model: CompactUniNote, notes: NoteSet, cache_dir: Path |
     images = {k: load_image(p, note_id=k.split("/")[0]) for k, p in notes.image_paths.items()}
     bank = build_feature_bank(model, images, notes.texts)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".tmp{os.getpid()}")  # DDP ranks may write the same cache file
     torch.save({"image_rows": bank.image_rows, "image_feats": bank.image_feats,
                 "text_rows": bank.text_rows, "text_feats": bank.text_feats}, tmp)
     tmp.replace(path)

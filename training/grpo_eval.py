@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 
 from encoder.compact import CompactUniNote
-from training.graded_pools import GradedPool, PoolNote
+from training.graded_pools import GradedPool, PoolNote, excluded_rows
 from training.grpo_features import FeatureBank, embed_all, note_tokens, prefix_sims
 
 
@@ -68,9 +68,9 @@ def evaluate_ranking(
     dims = tuple(dims or model.config.dims)
     if any(d > model.config.dim for d in dims):
         raise ValueError(f"dims {dims} exceed the model dim {model.config.dim}")
-    lib_pos = {n.note_id: i for i, n in enumerate(library)}
+    lib_pos = {n.content: i for i, n in enumerate(library)}  # by content: see graded_pools.pool_library
     for p in pools:
-        missing = [t.note_id for t in p.targets if t.note_id not in lib_pos]
+        missing = [t.note_id for t in p.targets if t.content not in lib_pos]
         if missing:
             raise ValueError(f"pool {p.query.note_id!r}: targets {missing} are not in the library")
     was_training = model.training
@@ -81,10 +81,14 @@ def evaluate_ranking(
     grade = torch.zeros(len(pools), len(library), dtype=torch.long)  # (Q, L)
     for i, p in enumerate(pools):
         for t, g in zip(p.targets, p.grades):
-            grade[i, lib_pos[t.note_id]] = g
+            grade[i, lib_pos[t.content]] = g
     out = []
+    excluded = excluded_rows(pools, library)
     for d in dims:
-        top = prefix_sims(q, lib, d).topk(min(10, len(library)), dim=1).indices  # (Q, 10)
+        sims = prefix_sims(q, lib, d)  # (Q, L)
+        for i, rows in enumerate(excluded):
+            sims[i, rows] = float("-inf")  # the query's own note cut by another pool: not ranked
+        top = sims.topk(min(10, len(library)), dim=1).indices  # (Q, 10)
         ranked = torch.gather(grade, 1, top)  # (Q, 10)
         p5 = ndcg = rec = top1 = 0.0
         for i, p in enumerate(pools):

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from encoder.compact import CompactUniNote
-from training.graded_pools import GradedPool, PoolNote
+from training.graded_pools import GradedPool, PoolNote, excluded_rows, pool_library
 from training.grpo_config import GRPOConfig
 from training.grpo_eval import ndcg_at_k
 from training.grpo_features import FeatureBank, embed_all, embed_notes, note_tokens, prefix_sims
@@ -58,23 +58,28 @@ def retrieve_groups(
     Raises ValueError when group_size does not exceed a pool's number of targets, or a target is not
     in the library.
     """
-    lib_pos = {n.note_id: i for i, n in enumerate(library)}
+    lib_pos = {n.content: i for i, n in enumerate(library)}
     for p in pools:
         if len(p.targets) >= group_size:
             raise ValueError(f"group_size {group_size} must exceed the {len(p.targets)} graded targets of "
                              f"pool {p.query.note_id!r}")
-        if any(t.note_id not in lib_pos for t in p.targets):
+        if any(t.content not in lib_pos for t in p.targets):
             raise ValueError(f"pool {p.query.note_id!r}: a graded target is not in the library")
     q = embed_all(ref_model, bank, note_tokens([p.query for p in pools], bank))  # (Q, D)
     lib = embed_all(ref_model, bank, note_tokens(list(library), bank))  # (L, D)
-    G = min(group_size, len(library))
-    top = prefix_sims(q, lib, ref_model.config.dim).topk(G, dim=1).indices  # (Q, G), best first
+    sims = prefix_sims(q, lib, ref_model.config.dim)  # (Q, L)
+    excluded = excluded_rows(pools, library)
+    for i, rows in enumerate(excluded):
+        sims[i, rows] = float("-inf")  # the query's own note cut by another pool: not graded, not ranked
+    n_excl = max((len(r) for r in excluded), default=0)
+    G = min(group_size, len(library) - n_excl)
+    top = sims.topk(G, dim=1).indices  # (Q, G), best first
     candidates = torch.full((len(pools), group_size), 0, dtype=torch.long)  # (Q, G)
     grades = torch.zeros(len(pools), group_size, dtype=torch.long)  # (Q, G)
     mask = torch.zeros(len(pools), group_size, dtype=torch.bool)  # (Q, G)
     found = total = 0
     for i, p in enumerate(pools):
-        grade = {lib_pos[t.note_id]: g for t, g in zip(p.targets, p.grades)}
+        grade = {lib_pos[t.content]: g for t, g in zip(p.targets, p.grades)}
         rows = top[i].tolist()
         hit = [r for r in rows if r in grade]
         found, total = found + len(hit), total + len(grade)
@@ -141,8 +146,6 @@ class GRPOTask:
         library: Sequence[PoolNote],
         config: GRPOConfig,
     ):
-        from training.graded_pools import pool_library
-
         bad = [d for d in config.matryoshka_dims if d not in model.config.dims]
         if bad:
             raise ValueError(f"matryoshka_dims {bad} are not dims of the model {model.config.dims}")
@@ -150,7 +153,7 @@ class GRPOTask:
             raise ValueError("GRPOTask: no training pools")
         self.model, self.ref_model, self.bank, self.config = model, ref_model, bank, config
         self.ref_model.eval().requires_grad_(False)
-        self.parameters = set_trainable(model, config.trainable)
+        self.trainable_parameters = set_trainable(model, config.trainable)
         self.pools = list(pools)
         self.library = pool_library(self.pools, library)
         self.query_tokens = note_tokens([p.query for p in self.pools], bank)

@@ -48,6 +48,7 @@ class RLResult:
     reward_curve: list[tuple[int, float, float, float]]
     before: list[RankingMetrics]
     after: list[RankingMetrics]
+    retrieved_targets: float  # share of graded targets the stage-1 model put in its top G (training pools)
 
 
 def _world() -> tuple[int, int]:
@@ -137,7 +138,7 @@ def train_rl(
     before = held_out_ranking(ref, held_bank, held_notes, cfg)
 
     task = GRPOTask(model, ref, bank, pools_for(train_notes, cfg, cfg.seed), train_notes.library(), cfg)
-    opt = torch.optim.AdamW(task.parameters, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(task.trainable_parameters, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup_steps, 1)))
     gen = torch.Generator().manual_seed(cfg.seed)
     step, curve = 0, []
@@ -161,7 +162,7 @@ def train_rl(
         mine = queries.reshape(world, -1)[rank]  # (batch_size / world,)
         opt.zero_grad(set_to_none=True)
         total, reports = backward_step(task, mine, micro, cfg.grad_accum)
-        all_reduce_grads(task.parameters, world)
+        all_reduce_grads(task.trainable_parameters, world)
         opt.step()
         sched.step()
         step += 1
@@ -194,7 +195,7 @@ def train_rl(
         version = save_checkpoint(model, out, model_card(init, cfg, before, after, curve))
     if world > 1:
         dist.barrier()
-    return RLResult(out, version, curve, before, after)
+    return RLResult(out, version, curve, before, after, task.groups.retrieved_targets)
 
 
 def model_card(init: Path, cfg: GRPOConfig, before: list[RankingMetrics], after: list[RankingMetrics],

@@ -63,7 +63,6 @@ def celery_config(settings: Settings) -> dict:
         # failure is kept in the EagerResult and raised by .get() (workers/submit.py calls it)
         task_store_eager_result=False,
         broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
         worker_send_task_events=False,
         result_expires=24 * 3600,
         enable_utc=True,

@@ -140,7 +140,13 @@ def delete_note(library: Library, note_id: str) -> bool:
 def lookback(library: Library, note_id: str, *, limit: int = 10) -> AuditReport:
     """Match a stored (flagged) note against the whole library and save the report for review (the paper's
     offline look-back mode). The note itself is left out of its own hits (app.audit.check). Returns the report
-    with report_id set. Raises NoteNotFoundError when the note's content cannot be found."""
+    with report_id set. A stored note is checked from its stored vectors (no re-encoding); one not in the
+    vector store is read from its registry source and encoded. Raises NoteNotFoundError when the note's
+    content cannot be found."""
+    try:
+        return library.check_stored(note_id, limit=limit, save=True)
+    except KeyError:
+        pass
     found, missing = load_notes_by_id(library, [note_id])
     if note_id in missing:
         raise NoteNotFoundError(missing[note_id])

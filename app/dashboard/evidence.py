@@ -102,7 +102,8 @@ def side_by_side(query: Image.Image | None, matched: Image.Image | None, pairs: 
         if ev.matched_box is not None:
             m_boxes.append((ev.matched_box, colour, f"{ev.matched_kind} {ev.score:.2f}"))
     left = draw_boxes(query, q_boxes) if query is not None else placeholder(PANEL_PX, PANEL_PX, "query image not kept")
-    right = draw_boxes(matched, m_boxes) if matched is not None else placeholder(PANEL_PX, PANEL_PX, "image file not found")
+    right = (draw_boxes(matched, m_boxes) if matched is not None
+             else placeholder(PANEL_PX, PANEL_PX, "image file not found"))
     left, right = _fit_height(left, PANEL_PX), _fit_height(right, PANEL_PX)
     canvas = Image.new("RGB", (left.width + GAP_PX + right.width, PANEL_PX + LABEL_PX), "white")
     canvas.paste(left, (0, LABEL_PX))

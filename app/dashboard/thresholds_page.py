@@ -74,7 +74,8 @@ def build_admin(ctx: DashboardContext, demo: gr.Blocks) -> None:
             t = ctx.client.set_thresholds(user.username, float(duplicate), float(infringement))
         except (PermissionDeniedError, ValueError) as e:
             raise gr.Error(str(e)) from None
-        return current_markdown(ctx), f"Saved by {user.username}: duplicate {t.duplicate}, infringement {t.infringement}."
+        saved = f"Saved by {user.username}: duplicate {t.duplicate}, infringement {t.infringement}."
+        return current_markdown(ctx), saved
 
     demo.load(load, None, [current, duplicate, infringement, table])
     save.click(store, [duplicate, infringement], [current, status])

@@ -157,7 +157,8 @@ def get_user(session: Session, username: str) -> User | None:
 def list_users(session: Session, offset: int = 0, limit: int = 100) -> list[User]:
     """One page of accounts by username. Raises ValueError for a bad page."""
     check_page(offset, limit)
-    return [_to_user(r) for r in session.scalars(select(UserRow).order_by(UserRow.username).offset(offset).limit(limit))]
+    query = select(UserRow).order_by(UserRow.username).offset(offset).limit(limit)
+    return [_to_user(r) for r in session.scalars(query)]
 
 
 def count_users(session: Session, role: Role | str | None = None, active_only: bool = False) -> int:

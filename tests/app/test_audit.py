@@ -141,7 +141,7 @@ def test_planted_copies_rank_first_with_image_evidence(library, reports):
         assert top.score > report.matches[1].score + 0.05  # the copy stands out from the rest
         ev = image_evidence(report, source)
         assert ev.matched_kind in (ElementKind.IMAGE, ElementKind.CROP) and ev.matched_image_index == 0
-        assert "prefetch global_64 -> global_512" in top.stages and "element" in top.stages
+        assert "element" in top.stages and any(s.endswith("global_512") for s in top.stages)
 
 
 @pytest.mark.slow

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import skimage.data
 from PIL import Image
+from qdrant_client import QdrantClient
 
 from app.image_hashes import PdqHash, pdq_hash
 from app.settings import Settings
-from app.store import (CollectionsMissingError, QdrantStore, element_point_id, note_point_id,
+from app.store import (CollectionsMissingError, QdrantStore, StoreConfig, element_point_id, note_point_id,
                        physical_name)
 from encoder.types import ElementKind, EncodedNote, LocalVector, matryoshka_prefix
 
@@ -190,21 +191,32 @@ def test_prefetch_search_equals_numpy_two_stage(tmp_path, prefetch_limit):
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
         prefix = matryoshka_prefix(g, 64)  # (n, 64)
         for q in queries:
-            hits = store.search_global(q, limit=10)
+            hits = store.search_global(q, limit=10, use_prefetch=True)
             candidates = np.argsort(-(prefix @ matryoshka_prefix(q, 64)))[:prefetch_limit]  # (P,)
             full = g[candidates] @ q  # (P,)
             expected = candidates[np.argsort(-full)[:10]]
             assert [h.note_id for h in hits] == [f"n{i}" for i in expected]
             np.testing.assert_allclose([h.score for h in hits], np.sort(full)[::-1][:10], atol=1e-5)
             assert hits[0].stage == "prefetch global_64 -> global_512"
-            exact = store.search_global(q, limit=10, use_prefetch=False)
+            exact = store.search_global(q, limit=10)  # local mode's default: one exact full-dim pass
             assert [h.note_id for h in exact] == [f"n{i}" for i in np.argsort(-(g @ q))[:10]]
             assert exact[0].stage == "global_512"
         excluded = store.search_global(g[7], limit=3, exclude_note_id="n7")
         assert "n7" not in [h.note_id for h in excluded]
 
 
-def test_search_elements_batches_and_groups(store):
+def test_prefetch_default_depends_on_the_mode(tmp_path):
+    with open_store(tmp_path / "a") as local:
+        assert local.prefetch_default is False
+    with QdrantStore(QdrantClient(location=":memory:"), StoreConfig(prefetch=True), is_local=True) as forced:
+        assert forced.prefetch_default is True
+    remote = QdrantStore.from_settings(Settings(qdrant_url="http://127.0.0.1:1"))
+    assert remote.prefetch_default is True
+    remote.close()
+
+
+@pytest.mark.parametrize("use_prefetch", [False, True])
+def test_search_elements_batches_and_groups(store, use_prefetch):
     rng = np.random.default_rng(7)
     notes = [make_note(f"n{i}", rng, n_images=2) for i in range(20)]
     for n in notes:
@@ -213,7 +225,7 @@ def test_search_elements_batches_and_groups(store):
     targets = [(3, 0), (11, 2), (17, 4)]  # (note, element position)
     q = np.stack([notes[i].locals[j].vector + 0.2 * unit(rng, 1)[0] for i, j in targets])  # (3, D)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
-    rows = store.search_elements(q, limit_per_query=4)
+    rows = store.search_elements(q, limit_per_query=4, use_prefetch=use_prefetch)
     assert len(rows) == 3 and all(len(r) == 4 for r in rows)
     for (i, j), row in zip(targets, rows):
         want = notes[i].locals[j]

@@ -107,7 +107,7 @@ def client(url: str, **kw) -> VLLMEncoder:
 
 def test_encode_sends_one_conversation_per_element_and_one_per_note(server_factory):
     server = server_factory(ok())
-    enc = client(server.url, batch_size=4)
+    enc = client(server.url, batch_size=4, concurrency=1)  # one request at a time: arrival order = input order
     notes = sample_notes()
     encoded = enc.encode(notes)
     assert isinstance(enc, Encoder)  # after encode: dims are known, no probe request

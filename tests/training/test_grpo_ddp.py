@@ -31,7 +31,7 @@ def _task() -> GRPOTask:
         img += [e.key for e in els[:3]]
         txt.append(els[3].key)
         notes[f"n{n}"] = els
-    bank = FeatureBank({k: i for i, k in enumerate(img)}, torch.rand(len(img), 1280, generator=g),
+    bank = FeatureBank({k: i for i, k in enumerate(img)}, torch.randn(len(img), 1280, generator=g),
                        {k: i for i, k in enumerate(txt)}, torch.randn(len(txt), 384, generator=g))
     model = CompactUniNote()
     with torch.no_grad():  # move off the zero-initialised residuals so every part gets a gradient
@@ -54,8 +54,8 @@ def _worker(rank: int, world: int, port: int, out: dict) -> None:
         task = _task()
         mine = BATCH.reshape(world, -1)[rank]
         loss, _ = backward_step(task, mine, micro=len(mine) // 2, grad_accum=2)
-        all_reduce_grads(task.parameters, world)
-        out[rank] = ([p.grad.clone() for p in task.parameters], loss)
+        all_reduce_grads(task.trainable_parameters, world)
+        out[rank] = ([p.grad.clone() for p in task.trainable_parameters], loss)
     finally:
         dist.destroy_process_group()
 
@@ -70,7 +70,7 @@ def test_two_gloo_ranks_match_one_process():
     torch.set_num_threads(1)
     task = _task()
     loss_single, _ = backward_step(task, BATCH, micro=4, grad_accum=2)
-    single = [p.grad.clone() for p in task.parameters]
+    single = [p.grad.clone() for p in task.trainable_parameters]
 
     with mp.Manager() as manager:
         out = manager.dict()

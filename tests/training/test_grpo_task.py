@@ -121,7 +121,7 @@ def test_grpo_steps_raise_the_reward_and_the_ranking_quality(world):
     cfg = GRPOConfig(group_size=12, batch_size=6, beta=0.05, matryoshka_dims=(64, 512))
     task = GRPOTask(model, copy.deepcopy(model), bank, pools, library, cfg)
     before = {m.dim: m for m in evaluate_ranking(model, bank, pools, task.library, dims=(64, 512))}
-    opt = torch.optim.AdamW(task.parameters, lr=1e-3)
+    opt = torch.optim.AdamW(task.trainable_parameters, lr=1e-3)
     rng = torch.Generator().manual_seed(0)
     rewards = []
     for _ in range(40):
