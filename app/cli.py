@@ -97,7 +97,8 @@ def check(note: str, limit: int, as_json: bool) -> None:
 @click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
               help="Your own notes folder (notes.jsonl + images) instead of the built-in corpus.")
 @click.option("--seed", default=0, show_default=True)
-def demo(data: Path | None, seed: int) -> None:
+@click.option("--text-notes", default=150, show_default=True, help="Text-only notes in the built-in library.")
+def demo(data: Path | None, seed: int, text_notes: int) -> None:
     """Build a real-data corpus with planted copies, index it, check every copy, print the table."""
     import shutil
 
@@ -110,7 +111,7 @@ def demo(data: Path | None, seed: int) -> None:
     settings = base.model_copy(update={"home": workdir, "qdrant_path": None, "database_url": None})
     lib = Library.open(settings)
     try:
-        result = run_demo(lib, workdir, data, seed=seed, progress=click.echo)
+        result = run_demo(lib, workdir, data, seed=seed, n_text_notes=text_notes, progress=click.echo)
     finally:
         lib.close()
     click.echo(result.table())
@@ -246,6 +247,54 @@ def user_add(username: str, role: str, password_stdin: bool) -> None:
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"added {u.username} ({u.role.value})")
+
+
+@main.group()
+def train() -> None:
+    """Train the compact UniNote encoder (stage 1 SFT, stage 2 GRPO)."""
+
+
+@train.command("sft")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="SFT TOML (default: training/configs/sft_compact.toml values).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder.")
+@click.option("--steps", type=int, default=None, help="Override train.steps.")
+@click.option("--init", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Compact checkpoint to start from (default: untrained heads, seed 0).")
+def train_sft_cmd(config_path: Path | None, out: Path, steps: int | None, init: Path | None) -> None:
+    """Stage 1: contrastive SFT with Matryoshka (InfoNCE + JS soft targets, rule and band negatives)."""
+    from training.sft_train import train_sft
+
+    click.echo(f"checkpoint {train_sft(config_path, out, steps=steps, init=init)}")
+
+
+@train.command("rl")
+@click.option("--init", "init", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Stage-1 checkpoint (also the frozen reference policy).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="GRPO TOML (training/configs/grpo_compact.toml).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
+@click.option("--no-resume", is_flag=True, help="Ignore trainer_state.pt in --out.")
+def train_rl_cmd(init: Path, config_path: Path | None, out: Path, no_resume: bool) -> None:
+    """Stage 2: GRPO ranking alignment on top of a stage-1 checkpoint."""
+    from training.grpo_train import train_rl
+
+    r = train_rl(init, config_path, out, resume=not no_resume)
+    for b, a in zip(r.before, r.after):
+        click.echo(f"dim {b.dim}: P@5 {b.p_at_5:.3f} -> {a.p_at_5:.3f}  NDCG@10 {b.ndcg_at_10:.3f} -> {a.ndcg_at_10:.3f}")
+    click.echo(f"checkpoint {r.checkpoint} (version {r.model_version})")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="SFT config whose [data] defines the held-out split.")
+@click.option("--no-baselines", is_flag=True, help="Skip the untrained model and pHash/PDQ/MinHash rows.")
+def evaluate(checkpoint: Path, config_path: Path | None, no_baselines: bool) -> None:
+    """Held-out evaluation table: µAP, recall@P90, R@1, P@5 per task family at every Matryoshka dim."""
+    from training.evaluation import evaluate as run_evaluation
+
+    run_evaluation(checkpoint, config_path=config_path, baselines=not no_baselines, untrained=not no_baselines)
 
 
 if __name__ == "__main__":

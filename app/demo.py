@@ -61,12 +61,13 @@ class DemoResult:
 
 
 def run_demo(library: Library, workdir: Path, data: Path | None = None, *, seed: int = 0,
-             progress=print) -> DemoResult:
+             n_text_notes: int = 150, progress=print) -> DemoResult:
     """Index `data` (or the built-in demo library), plant copies of it, check every query.
 
     Raises FileNotFoundError if `data` has no notes.jsonl.
     """
-    lib_dir = data if data is not None else build_demo_library(workdir / "library", seed=seed)
+    lib_dir = data if data is not None else build_demo_library(workdir / "library", n_text_notes=n_text_notes,
+                                                                   seed=seed)
     notes, bad = load_notes(lib_dir)
     for b in bad:
         progress(f"skipped {b}")

@@ -117,7 +117,7 @@ def main() -> None:
     for d in before:
         (ab, rb), (aa, ra) = before[d], after[d]
         print(f"{d:>5} | {ab:>10.3f} {aa:>7.3f} {aa - ab:>+7.3f} | {rb:>12.3f} {ra:>7.3f}")
-    print("\nreward curve (full dim; mean over the steps since the previous row)")
+    print("\nreward curve (full dim; the logged step, averaged over its micro-batches)")
     print(f"{'step':>5} | {'reward':>7} | {'KL':>7} | {'NDCG@10':>7}")
     for s, r, k, n in result.reward_curve:
         print(f"{s:>5} | {r:>7.3f} | {k:>7.4f} | {n:>7.3f}")

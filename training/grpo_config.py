@@ -56,7 +56,9 @@ class GRPOConfig:
     grad_accum: int = field(default=1, metadata={"help": "Micro-batches accumulated per optimizer step."})
     learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate (after warm-up)."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    warmup_steps: int = field(default=20, metadata={"help": "Linear learning-rate warm-up steps."})
+    warmup_steps: int = field(default=20, metadata={"help": (
+        "Linear learning-rate warm-up steps (then cosine decay to 0, training.trainer).")})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Clip the global gradient norm (0 = off)."})
     trainable: tuple[str, ...] = field(default=("fusion", "text_head"), metadata={"help": (
         "Model parts GRPO updates (names of CompactUniNote sub-modules); the rest stays frozen. Leaving "
         "image_head frozen keeps image vectors, and so copy-detection µAP, exactly as after stage 1; "
@@ -88,6 +90,7 @@ class GRPOConfig:
             (self.batch_size % self.grad_accum == 0, "batch_size must be a multiple of grad_accum"),
             (self.learning_rate > 0, "learning_rate must be > 0"),
             (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
+            (self.max_grad_norm >= 0, "max_grad_norm must be >= 0"),
             (len(self.trainable) > 0, "trainable must name at least one module"),
             (self.log_every >= 1 and self.checkpoint_every >= 1, "log_every and checkpoint_every must be >= 1"),
             (self.max_notes >= 0, "max_notes must be >= 0"),

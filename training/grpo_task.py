@@ -130,8 +130,11 @@ def set_trainable(model: CompactUniNote, parts: Sequence[str]) -> list[nn.Parame
     return [p for p in model.parameters() if p.requires_grad]
 
 
-class GRPOTask:
+class GRPOTask(nn.Module):
     """Stage 2 on cached features. `model` is trained in place; `ref_model` stays frozen (π_ref).
+
+    An nn.Module for training.trainer.Trainer: its parameters / state_dict are the model's (π_ref is
+    kept out of both); only the `config.trainable` parts require grad.
 
     pools: the training pools; library: whole notes (grade 0 for every query) — the pools' targets and
     noise are mixed in here. Raises ValueError for a dim the model lacks or a bad pool.
@@ -151,8 +154,10 @@ class GRPOTask:
             raise ValueError(f"matryoshka_dims {bad} are not dims of the model {model.config.dims}")
         if not pools:
             raise ValueError("GRPOTask: no training pools")
-        self.model, self.ref_model, self.bank, self.config = model, ref_model, bank, config
-        self.ref_model.eval().requires_grad_(False)
+        super().__init__()
+        self.model = model
+        self._ref = (ref_model.eval().requires_grad_(False),)  # a tuple: not a registered submodule
+        self.bank, self.config = bank, config
         self.trainable_parameters = set_trainable(model, config.trainable)
         self.pools = list(pools)
         self.library = pool_library(self.pools, library)
@@ -162,6 +167,10 @@ class GRPOTask:
                                       dims=config.matryoshka_dims, force_targets=config.force_targets)
         self.loss = GRPOLoss(config.temperature, config.beta, config.advantage_eps)
 
+    @property
+    def ref_model(self) -> CompactUniNote:
+        return self._ref[0]
+
     def __len__(self) -> int:
         return len(self.pools)
 
@@ -169,7 +178,8 @@ class GRPOTask:
         """batch: (B,) int64 pool indices -> ({"grpo": loss}, report).
 
         report (at the full dim d = max(matryoshka_dims)): reward (mean per candidate), kl, entropy,
-        ndcg10 (of the current in-group ranking), and reward_<d> / kl_<d> for every dim.
+        ndcg10 (of the current in-group ranking), reward_<d> / kl_<d> / ndcg10_<d> for every dim, and
+        items (B, for the trainer's throughput).
         """
         batch = torch.as_tensor(batch, dtype=torch.long).reshape(-1)  # (B,)
         g = self.groups
@@ -177,7 +187,7 @@ class GRPOTask:
         q = embed_notes(self.model, self.bank, self.query_tokens, batch)  # (B, D)
         uniq, inverse = torch.unique(cand, return_inverse=True)  # (U,), (B, G)
         c = embed_notes(self.model, self.bank, self.library_tokens, uniq)[inverse]  # (B, G, D)
-        losses, report = [], {}
+        losses, report = [], {"items": float(len(batch))}
         full = max(self.config.matryoshka_dims)
         for d in self.config.matryoshka_dims:
             sims = prefix_sims(q, c, d)  # (B, G)

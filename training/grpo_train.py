@@ -1,47 +1,40 @@
 """`train_rl`: the stage-2 entry point (`uninote train rl --init STAGE1_CHECKPOINT --config ... --out ...`).
 
 Loads the stage-1 checkpoint twice (the trained policy and the frozen π_ref), builds graded pools on the
-training notes (training/grpo_data.py), runs GRPOTask steps (AdamW, linear warm-up, gradient
-accumulation, tqdm bar with loss / reward / throughput), writes a resumable trainer state every
-`checkpoint_every` steps, and saves the refined heads as a compact checkpoint with a model card that
-holds the held-out P@5 / NDCG@10 before and after and the reward curve.
-
-DDP: launched under `torchrun` (WORLD_SIZE > 1) each rank takes its share of every step's queries and
-the trainable gradients are averaged with all_reduce (gloo on CPU, nccl on GPU) before the step, which
-is what DistributedDataParallel does; the model's split forward (heads called directly, not through
-`forward`) is why the reduction is explicit. Rank 0 logs and writes files.
+training notes (training/grpo_data.py), and runs GRPOTask on the stage-1 trainer (training/trainer.py:
+AdamW, warm-up + cosine, gradient accumulation, clipping, tqdm bar, resumable trainer_state.pt, DDP
+under torchrun with gradients averaged over ranks). Then it saves the refined heads as a compact
+checkpoint whose model card holds the held-out P@5 / NDCG@10 before and after and the reward curve.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
-import torch.distributed as dist
-from tqdm import tqdm
 
 from encoder.checkpoint import load_checkpoint, save_checkpoint
+from training.distributed import DistInfo, init_distributed
 from training.graded_pools import build_graded_pools, pool_library
 from training.grpo_config import GRPOConfig
 from training.grpo_data import NoteSet, cached_feature_bank, grocery_notes
 from training.grpo_eval import RankingMetrics, evaluate_ranking
 from training.grpo_features import FeatureBank
 from training.grpo_task import GRPOTask
+from training.trainer import STATE_FILE, Trainer, TrainerConfig  # noqa: F401  (STATE_FILE: re-export)
 
-STATE_FILE = "grpo_trainer_state.pt"
 CURVE_FILE = "reward_curve.csv"
 EVAL_FILE = "grpo_eval.json"
 
 
 @dataclass
 class RLResult:
-    """What a stage-2 run produced. reward_curve: (step, reward, kl, ndcg10) rows at log_every steps,
-    reward/kl/ndcg10 averaged over the steps since the previous row (full Matryoshka dim)."""
+    """What a stage-2 run produced. reward_curve: (step, reward, kl, ndcg10) at every log_every step
+    (full Matryoshka dim, averaged over that step's micro-batches)."""
 
     checkpoint: Path
     model_version: str
@@ -51,39 +44,29 @@ class RLResult:
     retrieved_targets: float  # share of graded targets the stage-1 model put in its top G (training pools)
 
 
-def _world() -> tuple[int, int]:
-    """(rank, world size); initialises the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+def grpo_batch_fn(n_queries: int, config: GRPOConfig) -> Callable[[int, int, DistInfo], torch.Tensor]:
+    """The trainer's batch_fn: (step, micro, dist) -> (micro-batch,) int64 query indices.
 
-
-def all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
-    """Average the gradients of `params` over the ranks (in place)."""
-    if world == 1:
-        return
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-        p.grad /= world
-
-
-def backward_step(task: GRPOTask, queries: torch.Tensor, micro: int, grad_accum: int) -> tuple[float, list[dict]]:
-    """Forward + backward over `queries` (this rank's share of a step) in micro-batches of `micro`.
-
-    Gradients accumulate in the trainable parameters (caller zeroes them); each micro-batch loss is
-    divided by grad_accum. Returns (summed loss, per-micro-batch reports).
+    A pure function of the step (seeded permutation of the pools, config.batch_size of them), sharded
+    by rank, then cut into grad_accum micro-batches: a resumed run sees exactly the same batches.
     """
-    total, reports = 0.0, []
-    for chunk in queries.split(micro):
-        losses, report = task.training_forward(chunk)
-        loss = sum(losses.values()) / grad_accum
-        loss.backward()
-        total += float(loss.detach())
-        reports.append(report)
-    return total, reports
+
+    def batch_fn(step: int, micro: int, info: DistInfo) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+        order = torch.randperm(n_queries, generator=gen)
+        queries = order.repeat(config.batch_size // n_queries + 1)[: config.batch_size]  # (batch_size,)
+        mine = queries.reshape(info.world_size, -1)[info.rank]  # (batch_size / world,)
+        return mine.reshape(config.grad_accum, -1)[micro]  # (batch_size / world / grad_accum,)
+
+    return batch_fn
+
+
+def trainer_config(cfg: GRPOConfig, progress: bool) -> TrainerConfig:
+    """The stage-1 TrainerConfig for a GRPOConfig."""
+    return TrainerConfig(steps=cfg.steps, grad_accum=cfg.grad_accum, lr=cfg.learning_rate,
+                         weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
+                         max_grad_norm=cfg.max_grad_norm, checkpoint_every=cfg.checkpoint_every,
+                         log_every=cfg.log_every, progress=progress)
 
 
 def pools_for(notes: NoteSet, config: GRPOConfig, seed: int):
@@ -114,77 +97,37 @@ def train_rl(
     """Run stage 2 from the stage-1 checkpoint `init`; write the refined checkpoint to `out`.
 
     config_path: a TOML file (training/configs/grpo_compact.toml); None = GRPOConfig defaults, or
-    `config` when given (tests). resume: continue from out/grpo_trainer_state.pt when present.
-    Files in `out`: config.json, heads.safetensors, MODEL_CARD.md (encoder.checkpoint format),
-    reward_curve.csv, grpo_eval.json, grpo_trainer_state.pt.
+    `config` when given (tests, benchmarks). resume: continue from out/trainer_state.pt when present.
+    data_root: the folder holding grocery/ (default ../shared/data); cache_dir: tower-feature cache
+    (default ~/.cache/uninote/grpo). Files in `out`: config.json, heads.safetensors, MODEL_CARD.md
+    (encoder.checkpoint format), reward_curve.csv, grpo_eval.json, trainer_state.pt, train_log.jsonl.
     Raises FileNotFoundError (init, config or data missing), encoder.checkpoint.CheckpointError,
-    ValueError (bad config).
+    ValueError (bad config, batch_size not divisible by world size x grad_accum).
     """
     cfg = config or (GRPOConfig.from_toml(config_path) if config_path else GRPOConfig())
     out = Path(out)
-    rank, world = _world()
-    if cfg.batch_size % (world * cfg.grad_accum):
+    info = init_distributed()
+    if cfg.batch_size % (info.world_size * cfg.grad_accum):
         raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of world size x grad_accum "
-                         f"({world} x {cfg.grad_accum})")
+                         f"({info.world_size} x {cfg.grad_accum})")
     torch.manual_seed(cfg.seed)
     model, ref = load_checkpoint(Path(init)), load_checkpoint(Path(init))
-    model.train()
-    train_notes = grocery_notes(data_root, held_out=False, seed=cfg.seed, max_notes=cfg.max_notes,
-                                piece_chars=model.config.piece_chars, max_body_pieces=model.config.max_body_pieces)
-    held_notes = grocery_notes(data_root, held_out=True, seed=cfg.seed, max_notes=cfg.max_notes,
-                               piece_chars=model.config.piece_chars, max_body_pieces=model.config.max_body_pieces)
+    text = dict(piece_chars=model.config.piece_chars, max_body_pieces=model.config.max_body_pieces)
+    train_notes = grocery_notes(data_root, held_out=False, seed=cfg.seed, max_notes=cfg.max_notes, **text)
+    held_notes = grocery_notes(data_root, held_out=True, seed=cfg.seed, max_notes=cfg.max_notes, **text)
     bank = cached_feature_bank(model, train_notes, cache_dir)
     held_bank = cached_feature_bank(model, held_notes, cache_dir)
     before = held_out_ranking(ref, held_bank, held_notes, cfg)
 
     task = GRPOTask(model, ref, bank, pools_for(train_notes, cfg, cfg.seed), train_notes.library(), cfg)
-    opt = torch.optim.AdamW(task.trainable_parameters, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup_steps, 1)))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    step, curve = 0, []
-    state_path = out / STATE_FILE
-    if resume and state_path.is_file():
-        state = torch.load(state_path, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
-        step, curve = state["step"], [tuple(r) for r in state["curve"]]
-
-    out.mkdir(parents=True, exist_ok=True)
-    micro = cfg.batch_size // (world * cfg.grad_accum)
-    window: list[dict[str, float]] = []
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, desc="GRPO", unit="step")
-    t0 = time.perf_counter()
-    while step < cfg.steps:
-        order = torch.randperm(len(task), generator=gen)  # same on every rank (same seed)
-        queries = order.repeat(cfg.batch_size // len(task) + 1)[: cfg.batch_size]  # (batch_size,)
-        mine = queries.reshape(world, -1)[rank]  # (batch_size / world,)
-        opt.zero_grad(set_to_none=True)
-        total, reports = backward_step(task, mine, micro, cfg.grad_accum)
-        all_reduce_grads(task.trainable_parameters, world)
-        opt.step()
-        sched.step()
-        step += 1
-        window.append({k: sum(r[k] for r in reports) / len(reports) for k in ("reward", "kl", "ndcg10")})
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            mean = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
-            curve.append((step, mean["reward"], mean["kl"], mean["ndcg10"]))
-            window = []
-        bar.update(1)
-        bar.set_postfix(loss=f"{total:.4f}", reward=f"{reports[-1]['reward']:.3f}",
-                        kl=f"{reports[-1]['kl']:.4f}", qps=f"{step * cfg.batch_size / (time.perf_counter() - t0):.1f}")
-        if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            tmp = state_path.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "generator": gen.get_state(), "step": step, "curve": curve, "config": cfg.to_dict()}, tmp)
-            tmp.replace(state_path)
-    bar.close()
+    trainer = Trainer(task, trainer_config(cfg, progress), out, info)
+    trainer.fit(grpo_batch_fn(len(task), cfg), resume=resume)
+    curve = [(int(r["step"]), r["reward"], r["kl"], r["ndcg10"]) for r in _log_rows(out, trainer)]
 
     model.eval()
     after = held_out_ranking(model, held_bank, held_notes, cfg)
     version = ""
-    if rank == 0:
+    if info.is_main:
         with (out / CURVE_FILE).open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["step", "reward", "kl", "ndcg10"])
@@ -193,9 +136,19 @@ def train_rl(
                                                  "after": [asdict(m) for m in after],
                                                  "config": cfg.to_dict(), "init": str(init)}, indent=2))
         version = save_checkpoint(model, out, model_card(init, cfg, before, after, curve))
-    if world > 1:
-        dist.barrier()
     return RLResult(out, version, curve, before, after, task.groups.retrieved_targets)
+
+
+def _log_rows(out: Path, trainer: Trainer) -> list[dict]:
+    """Every logged row of the run, resumed parts included (train_log.jsonl, last row per step wins)."""
+    from training.trainer import LOG_FILE
+
+    rows: dict[int, dict] = {}
+    path = out / LOG_FILE
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    for row in [json.loads(ln) for ln in lines if ln.strip()] + trainer.history:
+        rows[int(row["step"])] = row
+    return [rows[s] for s in sorted(rows) if s <= trainer.config.steps]
 
 
 def model_card(init: Path, cfg: GRPOConfig, before: list[RankingMetrics], after: list[RankingMetrics],

@@ -144,8 +144,10 @@ class Trainer:
         self.step += 1
         return logged
 
-    def fit(self, batch_fn: Callable[[int, int, DistInfo], Any], resume: bool = True) -> list[dict[str, float]]:
-        """Train from the current (or resumed) step to config.steps. Returns the log rows of this call."""
+    def fit(self, batch_fn: Callable[[int, int, DistInfo], Any], resume: bool = True,
+            until: int | None = None) -> list[dict[str, float]]:
+        """Train from the current (or resumed) step to config.steps (or stop early after step `until`, writing the
+        state as an interrupted run would). Returns the log rows of this call."""
         if resume:
             self.try_resume()
         broadcast_parameters(self.task)
@@ -154,7 +156,8 @@ class Trainer:
                    disable=not (main and cfg.progress), mininterval=2)
         rows: list[dict[str, float]] = []
         t0, items = time.perf_counter(), 0.0
-        while self.step < cfg.steps:
+        stop = min(cfg.steps, until if until is not None else cfg.steps)
+        while self.step < stop:
             logged = self.train_step(batch_fn)
             items += logged.get("items", 1.0) * self.dist.world_size
             rate = items / max(time.perf_counter() - t0, 1e-9)

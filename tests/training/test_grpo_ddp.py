@@ -1,4 +1,5 @@
-"""2-process DDP (gloo, CPU) stage-2 steps give the gradients of one process over the same global batch."""
+"""2-process DDP (gloo, CPU) stage-2 steps on the stage-1 trainer give the loss and gradients of one process
+over the same global batch."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from training.graded_pools import Element, PoolNote, build_graded_pools
 from training.grpo_config import GRPOConfig
 from training.grpo_features import FeatureBank
 from training.grpo_task import GRPOTask
-from training.grpo_train import all_reduce_grads, backward_step
+from training.distributed import DistInfo
+from training.grpo_train import grpo_batch_fn, trainer_config
+from training.trainer import Trainer
 
-BATCH = torch.tensor([0, 3, 5, 7, 8, 2, 11, 1])  # the global batch of query indices
+CONFIG = GRPOConfig(group_size=10, batch_size=8, grad_accum=2, max_grad_norm=0.0, steps=1)
 
 
 def _task() -> GRPOTask:
@@ -43,19 +46,23 @@ def _task() -> GRPOTask:
             p.add_(0.01 * torch.randn(p.shape, generator=g))
     pools = build_graded_pools(notes, seed=0, noise_per_pool=2)
     library = [PoolNote(n, n, tuple(e)) for n, e in notes.items()]
-    return GRPOTask(model, ref, bank, pools, library, GRPOConfig(group_size=10, batch_size=8, grad_accum=2))
+    return GRPOTask(model, ref, bank, pools, library, CONFIG)
 
 
-def _worker(rank: int, world: int, port: int, out: dict) -> None:
+def _step(info: DistInfo, out) -> tuple[list[torch.Tensor], float]:
+    """One trainer step; returns (the averaged gradients, the logged loss)."""
+    task = _task()
+    trainer = Trainer(task, trainer_config(CONFIG, progress=False), out, info)
+    logged = trainer.train_step(grpo_batch_fn(len(task), CONFIG))
+    return [p.grad.clone() for p in task.trainable_parameters], logged["loss"]
+
+
+def _worker(rank: int, world: int, port: int, out_dir: str, out: dict) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        task = _task()
-        mine = BATCH.reshape(world, -1)[rank]
-        loss, _ = backward_step(task, mine, micro=len(mine) // 2, grad_accum=2)
-        all_reduce_grads(task.trainable_parameters, world)
-        out[rank] = ([p.grad.clone() for p in task.trainable_parameters], loss)
+        out[rank] = _step(DistInfo(rank, world), out_dir)
     finally:
         dist.destroy_process_group()
 
@@ -66,15 +73,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_ranks_match_one_process():
+def test_two_gloo_ranks_match_one_process(tmp_path):
     torch.set_num_threads(1)
-    task = _task()
-    loss_single, _ = backward_step(task, BATCH, micro=4, grad_accum=2)
-    single = [p.grad.clone() for p in task.trainable_parameters]
+    single, loss_single = _step(DistInfo(), tmp_path / "single")
 
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+        mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "ddp"), out), nprocs=2, join=True)
         results = dict(out)
     for rank in (0, 1):
         grads, _ = results[rank]

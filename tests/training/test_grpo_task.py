@@ -13,7 +13,7 @@ from encoder.compact import CompactUniNote
 from encoder.inprocess import InProcessEncoder
 from encoder.text_pieces import split_body
 from encoder.types import ElementKind, NoteInput
-from training.graded_pools import Element, PoolNote, build_graded_pools, pool_library
+from training.graded_pools import Element, PoolNote, build_graded_pools
 from training.grpo_config import GRPOConfig
 from training.grpo_eval import evaluate_ranking
 from training.grpo_features import build_feature_bank, embed_notes, note_tokens

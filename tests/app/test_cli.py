@@ -1,0 +1,77 @@
+"""The `uninote` command line on the embedded default (local Qdrant, SQLite, in-process encoder)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import skimage.data
+from click.testing import CliRunner
+from PIL import Image
+
+from app.cli import main
+from app.settings import get_settings
+from training.edits import apply_edit
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNINOTE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("OCR_ENABLED", "false")
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def _notes_folder(root):
+    (root / "images").mkdir(parents=True)
+    lines = []
+    for i, name in enumerate(["astronaut", "coffee", "rocket", "chelsea"]):
+        Image.fromarray(getattr(skimage.data, name)()).convert("RGB").save(root / "images" / f"{name}.jpg")
+        lines.append(json.dumps({"note_id": f"n{i}", "title": name, "body": f"一张{name}的照片，分享给大家。",
+                                 "images": [f"images/{name}.jpg"]}, ensure_ascii=False))
+    lines.append(json.dumps({"note_id": "bad", "title": 3}))
+    (root / "notes.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def test_ingest_check_and_delete(env):
+    folder = _notes_folder(env / "notes")
+    runner = CliRunner()
+    out = runner.invoke(main, ["ingest", str(folder)])
+    assert out.exit_code == 0, out.output
+    assert "indexed 4, unchanged 0, failed 1" in out.output
+    assert "line 5" in out.output and "title" in out.output
+    again = runner.invoke(main, ["ingest", str(folder)])
+    assert "indexed 0, unchanged 4" in again.output
+
+    copy = apply_edit("overlay_emoji", Image.open(folder / "images" / "rocket.jpg"), seed=5)
+    copy.save(env / "copy.jpg")
+    (env / "query.json").write_text(json.dumps({"note_id": "q", "title": "转发", "images": ["copy.jpg"]}))
+    out = runner.invoke(main, ["check", str(env / "query.json"), "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output)
+    assert report["matches"][0]["note_id"] == "n2" and report["verdict"] != "clear"
+
+    out = runner.invoke(main, ["check", "n2"])  # a stored note against the rest of the library
+    assert out.exit_code == 0, out.output
+    assert "verdict:" in out.output and "n2 " not in out.output
+
+    assert runner.invoke(main, ["delete", "n2"]).exit_code == 0
+    out = runner.invoke(main, ["check", "n2"])
+    assert out.exit_code != 0 and "not in the library" in out.output
+
+
+def test_check_names_a_bad_note_file(env):
+    (env / "q.json").write_text(json.dumps({"note_id": "q"}))
+    out = CliRunner().invoke(main, ["check", str(env / "q.json")])
+    assert out.exit_code != 0 and "empty note" in out.output
+
+
+@pytest.mark.slow
+def test_demo_prints_the_table(env):
+    out = CliRunner().invoke(main, ["demo", "--text-notes", "20"])
+    assert out.exit_code == 0, out.output
+    assert "found@1" in out.output and "threshold precision" in out.output
+    for kind in ("crop", "overlay_text", "re-encode", "reused-image", "reworded-text", "clear"):
+        assert kind in out.output
