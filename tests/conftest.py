@@ -97,3 +97,25 @@ def record_sessions(database_url: str):
         yield session_factory(engine)
     finally:
         engine.dispose()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Redis (Celery broker of the real-worker tests) on 127.0.0.1:6379, db 15, emptied around each test.
+# ----------------------------------------------------------------------------------------------------
+
+TEST_REDIS_URL = os.environ.get("UNINOTE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """TEST_REDIS_URL, emptied before and after the test. Skips naming Redis when it is down (fails with CI=true)."""
+    import redis
+
+    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as e:
+        _need_service("Redis", f"{TEST_REDIS_URL}: {e}")
+    client.flushdb()
+    yield TEST_REDIS_URL
+    client.flushdb()

@@ -118,13 +118,17 @@ def _real_photos(n: int) -> list[Path | Image.Image]:
     return photos("astronaut", "coffee", "chelsea", "rocket", "camera", "brick")[:n]
 
 
-def test_worker_indexes_through_vllm_and_finds_a_planted_copy(served, tmp_path: Path):
-    """Real worker path in-process (eager Celery): settings with ENCODER_URL -> load_encoder -> VLLMEncoder
-    -> submit_notes -> index_notes_task -> Qdrant local mode + SQLite; then Library.check finds the copy."""
+@pytest.mark.services
+def test_worker_indexes_through_vllm_and_finds_a_planted_copy(served, tmp_path: Path, redis_url: str):
+    """A real Celery worker process (Redis broker) whose settings carry ENCODER_URL: load_encoder gives it a
+    VLLMEncoder; submit_notes queues index_notes_task; after the worker stops, Library.check (VLLMEncoder
+    too) finds the planted copy's original at rank 1."""
     from app.library import Library
     from app.notes import Note, write_notes
+    from app.records import registry
     from app.settings import Settings
-    from workers import runtime
+    from worker_process import WORKER_START_TIMEOUT_S, start_worker, stop_worker, wait_for
+    from workers.backfill import job_sessions
     from workers.celery_app import app, configure
     from workers.submit import submit_notes
 
@@ -140,16 +144,28 @@ def test_worker_indexes_through_vllm_and_finds_a_planted_copy(served, tmp_path: 
     write_notes(notes, folder)
 
     settings = Settings(UNINOTE_HOME=tmp_path / "home", ocr_enabled=False, encoder_url=server.url,
-                        encoder_model=server.model, checkpoint=export, encoder_concurrency=4)
+                        encoder_model=server.model, checkpoint=export, encoder_concurrency=4,
+                        celery_broker_url=redis_url, celery_result_backend=redis_url)
     configure(app, settings)
-    library = Library.open(settings)
-    runtime.use_library(library)
+    worker = start_worker(settings, tmp_path / "worker.log", "vllm")
     try:
-        assert isinstance(library.encoder, VLLMEncoder)
         submission = submit_notes(folder, settings=settings)
         assert sorted(submission.queued) == [n.note_id for n in notes]
-        assert library.store.count_notes() == len(notes)
+        sessions = job_sessions(settings)
 
+        def all_indexed():
+            with sessions() as s:
+                return registry.count_by_status(s)["indexed"] == len(notes)
+        wait_for(all_indexed, f"{len(notes)} notes indexed through vLLM", worker, tmp_path / "worker.log",
+                 WORKER_START_TIMEOUT_S)
+    finally:
+        stop_worker(worker)
+        configure(app, Settings(UNINOTE_HOME=tmp_path / "home"))  # back to in-process mode
+
+    library = Library.open(settings)  # the worker has released the local Qdrant folder
+    try:
+        assert isinstance(library.encoder, VLLMEncoder)
+        assert library.store.count_notes() == len(notes)
         original = Image.open(folder / "images" / "p3.jpg")
         w, h = original.size
         buf = io.BytesIO()
@@ -160,5 +176,4 @@ def test_worker_indexes_through_vllm_and_finds_a_planted_copy(served, tmp_path: 
         report = library.check(planted, save=False)
         assert report.matches and report.matches[0].note_id == "p3", json.dumps(report.to_dict())[:1000]
     finally:
-        runtime.use_library(None)
         library.close()

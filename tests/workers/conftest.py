@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 GROCERY = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "grocery"
-TEST_REDIS_URL = os.environ.get("UNINOTE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 def grocery_photos(n: int) -> list[tuple[Path, str, str]]:
@@ -107,21 +101,3 @@ def library(worker_settings):
     finally:
         runtime.use_library(None)
         lib.close()
-
-
-@pytest.fixture
-def redis_url() -> str:
-    """TEST_REDIS_URL, emptied before the test. Skips naming Redis when it is down (fails with CI=true)."""
-    import redis
-
-    try:
-        client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=3)
-        client.ping()
-    except redis.RedisError as e:
-        message = f"Redis not reachable at {TEST_REDIS_URL}: {e}"
-        if in_ci():
-            pytest.fail(f"{message} (CI=true requires it)", pytrace=False)
-        pytest.skip(message)
-    client.flushdb()
-    yield TEST_REDIS_URL
-    client.flushdb()

@@ -4,12 +4,8 @@ after the worker stopped). The crash test SIGKILLs a worker mid-backfill and fin
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -21,56 +17,9 @@ from workers.backfill import backfill_status, job_sessions, resume_backfill, run
 from workers.celery_app import app, configure
 from workers.submit import submit_notes
 from workers.tasks import delete_note_task, lookback_task
+from worker_process import JOB_TIMEOUT_S, WORKER_START_TIMEOUT_S, start_worker, stop_worker, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
-
-WORKER_START_TIMEOUT_S = 180  # imports + encoder load on a busy 2-core machine
-JOB_TIMEOUT_S = 300
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env |= {"UNINOTE_HOME": str(settings.home), "CELERY_BROKER_URL": settings.celery_broker_url or "",
-            "CELERY_RESULT_BACKEND": settings.celery_result_backend or "", "OCR_ENABLED": "false",
-            "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
-    return env
-
-
-def start_worker(settings: Settings, log: Path, name: str) -> subprocess.Popen:
-    """A worker in its own process group (so a SIGKILL takes its pool process with it)."""
-    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "index,backfill,audit",
-           "-c", "1", "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
-           "-n", f"{name}@%h"]
-    with log.open("w") as out:
-        return subprocess.Popen(cmd, cwd=log.parent, env=worker_env(settings), stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-
-def stop_worker(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout_s: float = 60) -> None:
-    """Warm shutdown (SIGTERM: the task in progress finishes), or `sig`; SIGKILL after timeout_s."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
-    try:  # the pool process of a killed worker: make sure nothing of the group survives
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def wait_for(predicate, what: str, proc: subprocess.Popen, log: Path, timeout_s: float = JOB_TIMEOUT_S):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        if proc.poll() is not None:
-            pytest.fail(f"worker exited ({proc.returncode}) while waiting for {what}:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture
