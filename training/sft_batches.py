@@ -45,6 +45,7 @@ class SFTBatch:
     image_query: view indices (b,); image_positive / image_rule: NoteSpec (b each).
     text_query: text indices (b,); text_positive: NoteSpec (b,).
     note_query / note_positive / note_hard: NoteSpec (b each), note_hard[i] None when there is no hard negative.
+    text_pool: text indices (b,) whose text-text similarities are held to the frozen e5 geometry.
     """
 
     copy_query: list[int] = field(default_factory=list)
@@ -58,6 +59,7 @@ class SFTBatch:
     note_query: list[NoteSpec] = field(default_factory=list)
     note_positive: list[NoteSpec] = field(default_factory=list)
     note_hard: list[NoteSpec | None] = field(default_factory=list)
+    text_pool: list[int] = field(default_factory=list)
 
     @property
     def items(self) -> int:
@@ -74,7 +76,7 @@ class SFTBatchSampler:
 
     def __init__(self, corpus: Corpus, batch_size: int, band: np.ndarray, *, seed: int = 0,
                  images_per_note: tuple[int, int] = (1, 4), families: tuple[str, ...] = (
-                     "copy", "image_note", "text_note", "note_note")):
+                     "copy", "image_note", "text_note", "note_note", "text_geometry")):
         self.c, self.batch_size, self.band, self.seed = corpus, batch_size, band, seed
         self.images_per_note, self.families = images_per_note, families
         self.copy_photos = np.array([p for p in range(len(corpus.photos))
@@ -151,6 +153,8 @@ class SFTBatchSampler:
                     b.note_hard.append(NoteSpec([c.original_view[p] for p in alt], texts))
                 else:
                     b.note_hard.append(None)
+        if "text_geometry" in self.families and len(c.texts) >= B:
+            b.text_pool = [int(t) for t in rng.choice(len(c.texts), size=B, replace=False)]
         return b
 
     def __call__(self, step: int, micro: int, info: DistInfo) -> SFTBatch:

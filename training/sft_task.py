@@ -3,7 +3,8 @@
 training_forward(SFTBatch) embeds this rank's items (heads + fusion only; tower outputs come from the
 CorpusFeatures), gathers them across ranks (so in-batch negatives span the global batch and the loss equals the
 single-process loss), and returns one Matryoshka-wrapped InfoNCE loss per task family plus the JS soft-target
-loss against the frozen base towers (teacher) on the copy and note↔note families.
+loss against the frozen base towers (teacher) on the copy and note↔note families and on random texts
+(text_geometry).
 """
 
 from __future__ import annotations
@@ -90,47 +91,86 @@ class SFTTask(nn.Module):
         return torch.stack(out)
 
     # -- the training step contract --------------------------------------------------------------------
+    def _local_embeddings(self, batch: SFTBatch) -> dict[str, Tensor]:
+        """This rank's embeddings of every family, name -> (b, D) or (b, K, D)."""
+        w, out = self.cfg.family_weights, {}
+        if batch.copy_query and w.get("copy", 0) > 0:
+            out["copy_q"] = self.embed_views(batch.copy_query)  # (b, D)
+            out["copy_p"] = self.embed_views(batch.copy_positive)  # (b, D)
+            band = torch.as_tensor(batch.copy_band, dtype=torch.long).clamp(min=0)  # (b, K) photo indices
+            hard = self.embed_views([self._band_view(int(x)) for x in band.flatten()])
+            out["copy_h"] = hard.reshape(band.shape[0], band.shape[1], -1)  # (b, K, D)
+        if batch.image_query and w.get("image_note", 0) > 0:
+            out["image_q"] = self.embed_views(batch.image_query)  # (b, D)
+            out["image_p"] = self.embed_notes(batch.image_positive)  # (b, D)
+            if self.cfg.rule_negatives:
+                out["image_h"] = self.embed_notes(batch.image_rule).unsqueeze(1)  # (b, 1, D)
+        if batch.text_query and w.get("text_note", 0) > 0:
+            feats = self.features.texts[torch.as_tensor(batch.text_query, dtype=torch.long)]  # (b, 384)
+            out["text_q"] = self.model.embed_texts(feats)  # (b, D)
+            out["text_p"] = self.embed_notes(batch.text_positive)  # (b, D)
+        if batch.note_query and w.get("note_note", 0) > 0:
+            out["note_q"] = self.embed_notes(batch.note_query)  # (b, D)
+            out["note_p"] = self.embed_notes(batch.note_positive)  # (b, D)
+            hard_notes = [h if h is not None else s for h, s in zip(batch.note_hard, batch.note_query)]
+            out["note_h"] = self.embed_notes(hard_notes).unsqueeze(1)  # (b, 1, D)
+        if batch.text_pool and w.get("text_geometry", 0) > 0:
+            feats = self.features.texts[torch.as_tensor(batch.text_pool, dtype=torch.long)]  # (b, 384)
+            out["pool_t"] = self.model.embed_texts(feats)  # (b, D)
+        return out
+
+    @staticmethod
+    def _gather_all(local: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Gather every embedding across ranks in ONE differentiable collective (several autograd collectives
+        could run their backward in a different order on different ranks). name -> (W*b, ...) in rank order."""
+        if not local:
+            return {}
+        names = list(local)
+        D = local[names[0]].shape[-1]
+        flat = [local[n].reshape(-1, D) for n in names]
+        sizes = [f.shape[0] for f in flat]
+        gathered = gather_with_grad(torch.cat(flat))  # (W * rows, D)
+        world = gathered.shape[0] // sum(sizes)
+        per_rank = gathered.reshape(world, sum(sizes), D)  # (W, rows, D)
+        out, offset = {}, 0
+        for n, size in zip(names, sizes):
+            part = per_rank[:, offset : offset + size]  # (W, size, D)
+            out[n] = part.reshape(world * local[n].shape[0], *local[n].shape[1:])
+            offset += size
+        return out
+
     def training_forward(self, batch: SFTBatch) -> tuple[dict[str, Tensor], dict[str, float]]:
         w, cfg = self.cfg.family_weights, self.cfg
+        e = self._gather_all(self._local_embeddings(batch))
         losses: dict[str, Tensor] = {}
-        if batch.copy_query and w.get("copy", 0) > 0:
-            q = gather_with_grad(self.embed_views(batch.copy_query))  # (B, D)
-            p = gather_with_grad(self.embed_views(batch.copy_positive))  # (B, D)
-            band = torch.as_tensor(batch.copy_band, dtype=torch.long)  # (b, K) photo indices
-            hard_mask = band >= 0
-            hard_views = [self._band_view(int(x)) for x in band.clamp(min=0).flatten()]
-            hard = self.embed_views(hard_views).reshape(band.shape[0], band.shape[1], -1)  # (b, K, D)
-            hard = gather_with_grad(hard)  # (B, K, D)
-            hard_mask = gather_no_grad(hard_mask)
-            losses["copy"] = w["copy"] * self.losses["copy"](q, p, hard, hard_mask=hard_mask)
+        if "copy_q" in e:
+            hard_mask = gather_no_grad(torch.as_tensor(batch.copy_band, dtype=torch.long) >= 0)  # (B, K)
+            losses["copy"] = w["copy"] * self.losses["copy"](e["copy_q"], e["copy_p"], e["copy_h"], hard_mask=hard_mask)
             if cfg.soft_target_weight > 0:
                 tq = gather_no_grad(F.normalize(self._view_feats(batch.copy_query), dim=-1))  # (B, 1280)
                 tp = gather_no_grad(F.normalize(self._view_feats(batch.copy_positive), dim=-1))  # (B, 1280)
-                losses["soft_copy"] = cfg.soft_target_weight * self.soft(q, p, teacher_similarity=tq @ tp.T)
-        if batch.image_query and w.get("image_note", 0) > 0:
-            q = gather_with_grad(self.embed_views(batch.image_query))  # (B, D)
-            p = gather_with_grad(self.embed_notes(batch.image_positive))  # (B, D)
-            rule = None
-            if cfg.rule_negatives:
-                rule = gather_with_grad(self.embed_notes(batch.image_rule)).unsqueeze(1)  # (B, 1, D)
-            losses["image_note"] = w["image_note"] * self.losses["image_note"](q, p, rule)
-        if batch.text_query and w.get("text_note", 0) > 0:
-            feats = self.features.texts[torch.as_tensor(batch.text_query, dtype=torch.long)]
-            q = gather_with_grad(self.model.embed_texts(feats))  # (B, D)
-            p = gather_with_grad(self.embed_notes(batch.text_positive))  # (B, D)
-            losses["text_note"] = w["text_note"] * self.losses["text_note"](q, p)
-        if batch.note_query and w.get("note_note", 0) > 0:
-            q = gather_with_grad(self.embed_notes(batch.note_query))  # (B, D)
-            p = gather_with_grad(self.embed_notes(batch.note_positive))  # (B, D)
-            has_hard = torch.tensor([h is not None for h in batch.note_hard])  # (b,)
-            hard_notes = [h if h is not None else s for h, s in zip(batch.note_hard, batch.note_query)]
-            hard = gather_with_grad(self.embed_notes(hard_notes).unsqueeze(1))  # (B, 1, D)
-            hard_mask = gather_no_grad(has_hard.unsqueeze(1))  # (B, 1)
-            losses["note_note"] = w["note_note"] * self.losses["note_note"](q, p, hard, hard_mask=hard_mask)
+                losses["soft_copy"] = cfg.soft_target_weight * self.soft(e["copy_q"], e["copy_p"],
+                                                                         teacher_similarity=tq @ tp.T)
+        if "image_q" in e:
+            losses["image_note"] = w["image_note"] * self.losses["image_note"](e["image_q"], e["image_p"],
+                                                                              e.get("image_h"))
+        if "text_q" in e:
+            losses["text_note"] = w["text_note"] * self.losses["text_note"](e["text_q"], e["text_p"])
+        if "note_q" in e:
+            has_hard = torch.tensor([h is not None for h in batch.note_hard]).unsqueeze(1)  # (b, 1)
+            losses["note_note"] = w["note_note"] * self.losses["note_note"](
+                e["note_q"], e["note_p"], e["note_h"], hard_mask=gather_no_grad(has_hard))
             if cfg.soft_target_weight > 0:
                 tq = gather_no_grad(self._teacher_notes(batch.note_query))
                 tp = gather_no_grad(self._teacher_notes(batch.note_positive))
-                losses["soft_note"] = cfg.soft_target_weight * self.soft(q, p, teacher_similarity=tq @ tp.T)
+                losses["soft_note"] = cfg.soft_target_weight * self.soft(e["note_q"], e["note_p"],
+                                                                         teacher_similarity=tq @ tp.T)
+        if "pool_t" in e:
+            teacher = gather_no_grad(F.normalize(self.features.texts[torch.as_tensor(batch.text_pool)], dim=-1))
+            off_diagonal = ~torch.eye(teacher.shape[0], dtype=torch.bool)  # (B, B): self-similarity says nothing
+            losses["text_geometry"] = w["text_geometry"] * self.soft(e["pool_t"], e["pool_t"],
+                                                                     teacher_similarity=teacher @ teacher.T,
+                                                                     mask=off_diagonal)
         report = {"items": float(batch.items)}
         for name, mod in self.losses.items():
             report[f"temperature/{name}"] = float(1.0 / mod.base.scale.detach())

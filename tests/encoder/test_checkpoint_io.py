@@ -55,11 +55,9 @@ def test_only_head_weights_are_saved(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["backbone"] == "compact"
 
 
-def test_shipped_checkpoint_is_the_untrained_seed0_model():
-    model = load_checkpoint(DEFAULT_CHECKPOINT)
-    assert model.config == CompactConfig(seed=0)
-    assert model.model_version == weights_version(CompactUniNote(CompactConfig(seed=0)))
-    assert "untrained" in (DEFAULT_CHECKPOINT / "MODEL_CARD.md").read_text().lower()
+def test_shipped_checkpoint_has_the_default_config():
+    """Its weights are trained (tests/training/test_shipped_checkpoint.py); its layout is the default one."""
+    assert load_checkpoint(DEFAULT_CHECKPOINT).config == CompactConfig(seed=0)
 
 
 def _copy(tmp_path):

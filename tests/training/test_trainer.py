@@ -55,6 +55,7 @@ class _RegressionTask(nn.Module):
         self.x, self.y = x, y
         self.linear = nn.Linear(x.shape[1], 1)
         torch.nn.init.zeros_(self.linear.weight)
+        torch.nn.init.zeros_(self.linear.bias)
 
     def training_forward(self, rows):
         err = self.linear(self.x[rows]).squeeze(1) - self.y[rows]
