@@ -80,3 +80,11 @@ def test_shrink_and_matryoshka_validate_dims():
         MatryoshkaLoss(InfoNCELoss(), dims=(8, 64))(x, x)
     with pytest.raises(ValueError, match="weights"):
         MatryoshkaLoss(InfoNCELoss(), dims=(8, 16), weights=(1.0,))
+
+
+def test_js_with_a_mask_has_finite_gradients():
+    q = _unit(4, 8).requires_grad_()
+    teacher = q.detach() @ q.detach().T
+    loss = JSSoftTargetLoss(0.05, 0.05)(q, q, teacher + 0.1 * torch.rand(4, 4), mask=~torch.eye(4, dtype=torch.bool))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(q.grad).all()

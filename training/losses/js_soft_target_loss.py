@@ -36,10 +36,13 @@ class JSSoftTargetLoss(nn.Module):
         if mask is not None:
             student = student.masked_fill(~mask, float("-inf"))
             teacher = teacher.masked_fill(~mask, float("-inf"))
+        valid = torch.ones_like(student, dtype=torch.bool) if mask is None else mask  # (B, C)
         log_p = student.log_softmax(dim=1)  # (B, C)
         log_q = teacher.log_softmax(dim=1)  # (B, C)
         p, q = log_p.exp(), log_q.exp()
         log_m = (0.5 * (p + q)).clamp_min(1e-30).log()  # (B, C)
-        kl_pm = torch.where(p > 0, p * (log_p - log_m), torch.zeros_like(p)).sum(dim=1)  # (B,)
-        kl_qm = torch.where(q > 0, q * (log_q - log_m), torch.zeros_like(q)).sum(dim=1)  # (B,)
+        # masked entries: p = q = 0; zero their logs so 0 * (-inf) never reaches the backward pass
+        log_p, log_q, log_m = (t.masked_fill(~valid, 0.0) for t in (log_p, log_q, log_m))
+        kl_pm = (p * (log_p - log_m)).sum(dim=1)  # (B,)
+        kl_qm = (q * (log_q - log_m)).sum(dim=1)  # (B,)
         return (0.5 * (kl_pm + kl_qm)).mean()
