@@ -41,10 +41,15 @@ def main() -> None:
     lib = Library.open(settings)
 
     prepared = [prepare_note(n, ocr_enabled=False) for n in notes]
-    n_images = sum(len(p.inputs.images) for p in prepared)
     t0 = time.perf_counter()
     lib.encoder.encode([p.inputs for p in prepared])
     encode_s = time.perf_counter() - t0
+    images = [p.inputs for p in prepared if p.inputs.images]
+    images = [type(n)(n.note_id, images=n.images) for n in images]  # the image path alone (towers + heads)
+    n_images = sum(len(n.images) for n in images)
+    t0 = time.perf_counter()
+    lib.encoder.encode(images)
+    image_s = time.perf_counter() - t0
 
     lib.index(notes)
     lib.close()  # flush the local store before measuring it
@@ -67,7 +72,7 @@ def main() -> None:
     rows = [
         ("notes indexed", f"{len(notes)}", ""),
         ("encode notes/s", f"{len(notes) / encode_s:.2f}", ""),
-        ("encode images/s", f"{n_images / encode_s:.2f}", f"({n_images} images)"),
+        ("encode images/s", f"{n_images / image_s:.2f}", f"{n_images} images (+ their crops), no text"),
         ("points per note", f"{points / len(notes):.1f}", "1 global + elements"),
         ("bytes on disk per note", f"{size / len(notes) / 1024:.1f} KiB", "local Qdrant folder"),
     ]
