@@ -14,7 +14,7 @@ SHIPPED = Path(__file__).resolve().parents[2] / "training" / "configs" / "sft_co
 def test_shipped_config_loads():
     cfg = SFTConfig.load(SHIPPED)
     assert cfg.loss.band == (0.5, 0.7) and cfg.data.images_per_note == (1, 4)
-    assert set(cfg.loss.family_weights) == {"copy", "image_note", "text_note", "note_note"}
+    assert set(cfg.loss.family_weights) == {"copy", "image_note", "text_note", "note_note", "text_geometry"}
     assert SFTConfig.from_dict(cfg.to_dict()) == cfg
 
 
