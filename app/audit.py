@@ -53,7 +53,7 @@ class AuditConfig:
     """Thresholds and weights of `check` (cosine-scale scores in [-1, 1])."""
 
     duplicate_threshold: float = 0.90  # score at/above which a match is a duplicate
-    infringement_threshold: float = 0.70  # score at/above which a match is a possible infringement
+    infringement_threshold: float = 0.65  # score at/above which a match is a possible infringement
     pdq_max_distance: int = 31  # Hamming distance counted as a near-exact image copy (Meta)
     pdq_min_quality: int = 50  # PDQ quality below which a hash is not trusted (Meta)
     global_weight: float = 0.5  # weight of the global cosine in note_score (the rest: image coverage)

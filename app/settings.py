@@ -54,7 +54,7 @@ class Settings(BaseSettings):
 
     # Audit thresholds (app/audit.py), cosine-scale scores
     duplicate_threshold: float = Field(0.90, description="Score at/above which a match is a duplicate.")
-    infringement_threshold: float = Field(0.70, description="Score at/above which a match is a possible infringement.")
+    infringement_threshold: float = Field(0.65, description="Score at/above which a match is a possible infringement.")
     pdq_max_distance: int = Field(31, description="PDQ Hamming distance counted as a near-exact copy (Meta).")
     pdq_min_quality: int = Field(50, description="PDQ quality below which a hash is not trusted (Meta).")
 
