@@ -76,20 +76,22 @@ class Library:
         `force`. Errors of the store or database (unreachable service) propagate: nothing half-written.
         """
         result = IndexResult()
-        prepared: list[PreparedNote] = []
+        readable: list[PreparedNote] = []
         for note in _unique(notes, result):
             try:
-                p = prepare_note(note, ocr_enabled=self.settings.ocr_enabled)
+                readable.append(prepare_note(note, ocr_enabled=self.settings.ocr_enabled))
             except InputError as e:
                 self._record_failure(note, None, source, str(e), result)
-                continue
-            with self.sessions() as s:
-                rec = registry.get_note_record(s, note.note_id)
+        with self.sessions() as s:
+            records = registry.get_note_records(s, [p.note.note_id for p in readable])
+        prepared: list[PreparedNote] = []
+        for p in readable:
+            rec = records.get(p.note.note_id)
             if (not force and rec is not None and rec.status == "indexed" and rec.content_hash == p.content_hash
                     and rec.model_version == self.encoder.model_version):
-                result.skipped.append(note.note_id)
-                continue
-            prepared.append(p)
+                result.skipped.append(p.note.note_id)
+            else:
+                prepared.append(p)
         for p, encoded in zip(prepared, self._encode(prepared, source, result)):
             if encoded is not None:
                 self._write(p, encoded, source)

@@ -8,10 +8,11 @@ KDD 2026, §3): frozen pretrained towers (EfficientNet-Lite0 images, multilingua
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from encoder.config_fields import checked_boxes, checked_dims, config_from_dict, config_to_dict
 from encoder.types import Box
 
 BACKBONE = "compact"  # the "backbone" value written to config.json
@@ -42,15 +43,8 @@ class CompactConfig:
     seed: int = 0  # seeds the heads' initialisation (the untrained model is a fixed random projection)
 
     def __post_init__(self) -> None:
-        dims = tuple(int(d) for d in self.dims)
-        if not dims or any(d <= 0 for d in dims) or list(dims) != sorted(set(dims)):
-            raise ValueError(f"dims must be positive, strictly ascending, got {self.dims!r}")
-        object.__setattr__(self, "dims", dims)
-        boxes = tuple(tuple(float(v) for v in b) for b in self.crop_boxes)
-        for b in boxes:
-            if len(b) != 4 or not (0.0 <= b[0] < b[2] <= 1.0 and 0.0 <= b[1] < b[3] <= 1.0):
-                raise ValueError(f"crop box must be (x0, y0, x1, y1) with 0 <= x0 < x1 <= 1, got {b!r}")
-        object.__setattr__(self, "crop_boxes", boxes)
+        object.__setattr__(self, "dims", checked_dims(self.dims))
+        object.__setattr__(self, "crop_boxes", checked_boxes(self.crop_boxes))
         if self.image_size < 32:
             raise ValueError(f"image_size must be >= 32, got {self.image_size}")
         if not self.gem_p > 0:
@@ -73,27 +67,12 @@ class CompactConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, with "backbone": "compact"."""
-        d = asdict(self)
-        d["dims"] = list(self.dims)
-        d["crop_boxes"] = [list(b) for b in self.crop_boxes]
-        return {"backbone": BACKBONE, **d}
+        return config_to_dict(self, BACKBONE)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CompactConfig":
         """Inverse of to_dict. Raises ValueError for another backbone or unknown keys."""
-        d = dict(d)
-        backbone = d.pop("backbone", BACKBONE)
-        if backbone != BACKBONE:
-            raise ValueError(f"config is for backbone {backbone!r}, not {BACKBONE!r}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown CompactConfig keys: {unknown}")
-        if "dims" in d:
-            d["dims"] = tuple(d["dims"])
-        if "crop_boxes" in d:
-            d["crop_boxes"] = tuple(tuple(b) for b in d["crop_boxes"])
-        return cls(**d)
+        return config_from_dict(cls, d, BACKBONE)
 
     def to_json(self, path: Path | None = None) -> str:
         """The JSON text; also written to `path` when given."""

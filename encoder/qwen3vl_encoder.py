@@ -13,7 +13,7 @@ from typing import Sequence
 from encoder.qwen3vl import Qwen3VLEmbedder, load_qwen3vl, weights_version
 from encoder.qwen3vl_config import CONFIG_FILE
 from encoder.qwen3vl_elements import assemble, flatten, note_elements
-from encoder.types import EncodedNote, LocalVector, NoteInput
+from encoder.types import EncodedNote, NoteInput
 
 
 class Qwen3VLEncoder:

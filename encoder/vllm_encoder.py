@@ -24,7 +24,7 @@ import numpy as np
 from encoder.qwen3vl_config import Qwen3VLEncoderConfig, default_dims, is_qwen3vl_checkpoint
 from encoder.qwen3vl_elements import assemble, flatten, note_elements
 from encoder.qwen3vl_inputs import Conversation, openai_image_part
-from encoder.types import EncodedNote, LocalVector, NoteInput
+from encoder.types import EncodedNote, NoteInput
 
 if TYPE_CHECKING:
     from app.settings import Settings

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -135,6 +136,12 @@ def get_note_record(session: Session, note_id: str) -> NoteRecord | None:
     """The note's record, or None if the registry has never seen it."""
     row = session.get(NoteRow, note_id)
     return None if row is None else _to_record(row)
+
+
+def get_note_records(session: Session, note_ids: Sequence[str]) -> dict[str, NoteRecord]:
+    """note_id -> record of the given ids the registry has seen, in one query."""
+    rows = session.scalars(select(NoteRow).where(NoteRow.note_id.in_(list(note_ids)))) if note_ids else []
+    return {row.note_id: _to_record(row) for row in rows}
 
 
 def list_notes(

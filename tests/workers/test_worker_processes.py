@@ -17,7 +17,7 @@ from workers.backfill import backfill_status, job_sessions, resume_backfill, run
 from workers.celery_app import app, configure
 from workers.submit import submit_notes
 from workers.tasks import delete_note_task, lookback_task
-from worker_process import JOB_TIMEOUT_S, WORKER_START_TIMEOUT_S, start_worker, stop_worker, wait_for
+from worker_process import WORKER_START_TIMEOUT_S, start_worker, stop_worker, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

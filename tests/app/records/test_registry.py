@@ -118,6 +118,21 @@ def test_a_failed_note_keeps_its_last_error_until_indexed(record_sessions):
     assert rec.status == NoteStatus.INDEXED and rec.last_error is None
 
 
+def test_records_of_many_notes_come_from_one_query(record_sessions):
+    notes = grocery_notes(3)
+    with transaction(record_sessions) as s:
+        for note in notes[:2]:
+            registry.upsert_pending(s, note, registry.content_hash(note))
+        registry.mark_indexed(s, notes[0].note_id, "compact-v1")
+    with transaction(record_sessions) as s:
+        records = registry.get_note_records(s, [n.note_id for n in notes] + ["never-seen"])
+        single = registry.get_note_record(s, notes[1].note_id)
+        assert registry.get_note_records(s, []) == {}
+    assert sorted(records) == sorted(n.note_id for n in notes[:2])
+    assert records[notes[0].note_id].status == NoteStatus.INDEXED
+    assert records[notes[1].note_id] == single
+
+
 def test_upsert_updates_changed_content(record_sessions):
     note = grocery_notes(1)[0]
     changed = note.model_copy(update={"title": "Relabelled", "author": "bob"})
