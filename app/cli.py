@@ -251,35 +251,44 @@ def user_add(username: str, role: str, password_stdin: bool) -> None:
 
 @main.group()
 def train() -> None:
-    """Train the compact UniNote encoder (stage 1 SFT, stage 2 GRPO)."""
+    """Train UniNote (stage 1 SFT, stage 2 GRPO): the compact encoder, or Qwen3-VL when --init is one.
+
+    Under `torchrun --nproc-per-node N -m app.cli train ...` every rank trains its share of each batch."""
 
 
 @train.command("sft")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="SFT TOML (default: training/configs/sft_compact.toml values).")
+              help="SFT TOML (training/configs/sft_compact.toml, sft_qwen3vl.toml; default: SFTConfig's values).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder.")
 @click.option("--steps", type=int, default=None, help="Override train.steps.")
 @click.option("--init", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Compact checkpoint to start from (default: untrained heads, seed 0).")
+              help="Start from a compact checkpoint, or a Qwen3-VL folder (base weights or a UniNote Qwen3-VL "
+                   "checkpoint) to train the paper's backbone (default: untrained compact heads, seed 0).")
 def train_sft_cmd(config_path: Path | None, out: Path, steps: int | None, init: Path | None) -> None:
     """Stage 1: contrastive SFT with Matryoshka (InfoNCE + JS soft targets, rule and band negatives)."""
     from training.sft_train import train_sft
 
-    click.echo(f"checkpoint {train_sft(config_path, out, steps=steps, init=init)}")
+    try:
+        click.echo(f"checkpoint {train_sft(config_path, out, steps=steps, init=init)}")
+    except (FileNotFoundError, ValueError, ImportError) as e:  # CheckpointError is a ValueError
+        raise click.ClickException(str(e)) from None
 
 
 @train.command("rl")
 @click.option("--init", "init", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="Stage-1 checkpoint (also the frozen reference policy).")
+              help="Stage-1 checkpoint, compact or Qwen3-VL (also the frozen reference policy).")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="GRPO TOML (training/configs/grpo_compact.toml).")
+              help="GRPO TOML (training/configs/grpo_compact.toml, grpo_qwen3vl.toml).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
 @click.option("--no-resume", is_flag=True, help="Ignore trainer_state.pt in --out.")
 def train_rl_cmd(init: Path, config_path: Path | None, out: Path, no_resume: bool) -> None:
     """Stage 2: GRPO ranking alignment on top of a stage-1 checkpoint."""
     from training.grpo_train import train_rl
 
-    r = train_rl(init, config_path, out, resume=not no_resume)
+    try:
+        r = train_rl(init, config_path, out, resume=not no_resume)
+    except (FileNotFoundError, ValueError, ImportError) as e:  # CheckpointError is a ValueError
+        raise click.ClickException(str(e)) from None
     for b, a in zip(r.before, r.after):
         click.echo(f"dim {b.dim}: P@5 {b.p_at_5:.3f} -> {a.p_at_5:.3f}  NDCG@10 {b.ndcg_at_10:.3f} -> {a.ndcg_at_10:.3f}")
     click.echo(f"checkpoint {r.checkpoint} (version {r.model_version})")

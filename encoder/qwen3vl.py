@@ -141,12 +141,15 @@ def load_qwen3vl(
     lora_rank: int | None = None,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
+    gradient_checkpointing: bool = False,
 ) -> Qwen3VLEmbedder:
     """Load a UniNote Qwen3-VL checkpoint, or base weights (a Qwen3-VL-*-Instruct folder without uninote.json).
 
     config: overrides uninote.json (default: uninote.json, else defaults with dims from the hidden size).
     lora_rank: wrap the model in a fresh peft LoRA adapter of this rank on the text decoder's attention
         and MLP projections (needs `pip install uninote[lora]`); None = train/run the full weights.
+    gradient_checkpointing: recompute activations in the backward pass (training big models; transformers'
+        non-reentrant checkpointing, so LoRA needs no input gradients).
     Raises FileNotFoundError (no config.json / weights), ValueError (not a Qwen3-VL folder), ImportError
     (peft missing for a LoRA checkpoint).
     """
@@ -184,6 +187,8 @@ def load_qwen3vl(
         )
         peft_model = peft.get_peft_model(model, lora)
     config = replace(config, lora=peft_model is not None)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.to(device)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     image_processor = AutoImageProcessor.from_pretrained(folder)

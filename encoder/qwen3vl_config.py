@@ -9,11 +9,12 @@ folder (config.json, *.safetensors, tokenizer, processor configs) plus this `uni
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from encoder.config import DEFAULT_CROP_BOXES
+from encoder.config_fields import checked_boxes, checked_dims, config_from_dict, config_to_dict
 from encoder.types import Box
 
 BACKBONE = "qwen3vl"  # the "backbone" value written to uninote.json
@@ -56,10 +57,7 @@ class Qwen3VLEncoderConfig:
     lora: bool = False  # the checkpoint holds a peft LoRA adapter over base weights (merged on export)
 
     def __post_init__(self) -> None:
-        dims = tuple(int(d) for d in self.dims)
-        if not dims or any(d <= 0 for d in dims) or list(dims) != sorted(set(dims)):
-            raise ValueError(f"dims must be positive, strictly ascending, got {self.dims!r}")
-        object.__setattr__(self, "dims", dims)
+        object.__setattr__(self, "dims", checked_dims(self.dims))
         missing = sorted(set(DEFAULT_INSTRUCTIONS) - set(self.instructions))
         if missing:
             raise ValueError(f"instructions missing for element kinds {missing}")
@@ -67,11 +65,7 @@ class Qwen3VLEncoderConfig:
             raise ValueError(f"need 0 < min_pixels <= max_pixels, got {self.min_pixels}, {self.max_pixels}")
         if self.max_pixels < IMAGE_FACTOR * IMAGE_FACTOR:
             raise ValueError(f"max_pixels must be >= {IMAGE_FACTOR}^2, got {self.max_pixels}")
-        boxes = tuple(tuple(float(v) for v in b) for b in self.crop_boxes)
-        for b in boxes:
-            if len(b) != 4 or not (0.0 <= b[0] < b[2] <= 1.0 and 0.0 <= b[1] < b[3] <= 1.0):
-                raise ValueError(f"crop box must be (x0, y0, x1, y1) with 0 <= x0 < x1 <= 1, got {b!r}")
-        object.__setattr__(self, "crop_boxes", boxes)
+        object.__setattr__(self, "crop_boxes", checked_boxes(self.crop_boxes))
         for name in ("max_body_pieces", "piece_chars", "max_ocr_texts", "max_note_chars", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -83,27 +77,13 @@ class Qwen3VLEncoderConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, with "backbone": "qwen3vl"."""
-        d = asdict(self)
-        d["dims"] = list(self.dims)
-        d["crop_boxes"] = [list(b) for b in self.crop_boxes]
-        return {"backbone": BACKBONE, **d}
+        return config_to_dict(self, BACKBONE)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Qwen3VLEncoderConfig":
-        """Inverse of to_dict. Raises ValueError for another backbone or unknown keys."""
-        d = dict(d)
-        backbone = d.pop("backbone", BACKBONE)
-        if backbone != BACKBONE:
-            raise ValueError(f"config is for backbone {backbone!r}, not {BACKBONE!r}")
-        d.pop("model_version", None)  # written by export, not a config field
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown Qwen3VLEncoderConfig keys: {unknown}")
-        if "dims" in d:
-            d["dims"] = tuple(d["dims"])
-        if "crop_boxes" in d:
-            d["crop_boxes"] = tuple(tuple(b) for b in d["crop_boxes"])
-        return cls(**d)
+        """Inverse of to_dict (model_version, written by export, is not a field). Raises ValueError for
+        another backbone or unknown keys."""
+        return config_from_dict(cls, d, BACKBONE, ignore=("model_version",))
 
     def save(self, folder: Path, **extra: Any) -> Path:
         """Write folder/uninote.json (plus `extra` keys such as model_version). Returns the path."""
@@ -131,5 +111,16 @@ def is_qwen3vl_checkpoint(folder: Path) -> bool:
     path = Path(folder) / CONFIG_FILE
     try:
         return json.loads(path.read_text(encoding="utf-8")).get("backbone") == BACKBONE
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def is_qwen3vl_folder(folder: Path) -> bool:
+    """True for a UniNote Qwen3-VL checkpoint (is_qwen3vl_checkpoint) or base weights: a Hugging Face folder
+    whose config.json has model_type "qwen3_vl" (Qwen3-VL-*-Instruct). Training starts from either."""
+    if is_qwen3vl_checkpoint(folder):
+        return True
+    try:
+        return json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("model_type") == "qwen3_vl"
     except (OSError, ValueError, AttributeError):
         return False

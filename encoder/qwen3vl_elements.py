@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+from PIL import Image
+
 from encoder.qwen3vl_config import Qwen3VLEncoderConfig
 from encoder.qwen3vl_inputs import Conversation, crop_box, fit_image
 from encoder.text_pieces import split_body
-import numpy as np
-
 from encoder.types import Box, ElementKind, EncodedNote, InputError, LocalVector, NoteInput
 
 
@@ -69,8 +70,15 @@ def note_elements(note: NoteInput, cfg: Qwen3VLEncoderConfig) -> tuple[Conversat
         t = text[: cfg.piece_chars]
         locals_.append(Element(ElementKind.OCR, j, Conversation(ins["ocr"], text=t), text=t))
 
+    return note_conversation(fitted, title, body, ocr, cfg), locals_
+
+
+def note_conversation(fitted: list[Image.Image], title: str, body: str, ocr: list[str],
+                      cfg: Qwen3VLEncoderConfig) -> Conversation:
+    """The global element: every (fitted) image, then title, body and OCR text on lines of their own, cut
+    to cfg.max_note_chars, under the "note" instruction."""
     note_text = "\n".join(p for p in (title, body, " ".join(ocr)) if p)[: cfg.max_note_chars]
-    return Conversation(ins["note"], list(fitted), note_text), locals_
+    return Conversation(cfg.instructions["note"], list(fitted), note_text)
 
 
 Plan = tuple[Conversation, list[Element]]

@@ -68,6 +68,27 @@ def gather_with_grad(x: Tensor) -> Tensor:
     return torch.cat(all_gather(x.contiguous()), dim=0)
 
 
+def gather_dict_with_grad(local: dict[str, Tensor]) -> dict[str, Tensor]:
+    """name -> (b_name, ..., D) per rank -> name -> (W * b_name, ..., D) in rank order, in ONE differentiable
+    collective (several autograd collectives could run their backward in a different order on different
+    ranks). Every tensor shares the last dim D; every rank passes the same names and shapes."""
+    if not local:
+        return {}
+    names = list(local)
+    D = local[names[0]].shape[-1]
+    flat = [local[n].reshape(-1, D) for n in names]
+    sizes = [f.shape[0] for f in flat]
+    gathered = gather_with_grad(torch.cat(flat))  # (W * rows, D)
+    world = gathered.shape[0] // sum(sizes)
+    per_rank = gathered.reshape(world, sum(sizes), D)  # (W, rows, D)
+    out, offset = {}, 0
+    for n, size in zip(names, sizes):
+        part = per_rank[:, offset : offset + size]  # (W, size, D)
+        out[n] = part.reshape(world * local[n].shape[0], *local[n].shape[1:])
+        offset += size
+    return out
+
+
 def gather_no_grad(x: Tensor) -> Tensor:
     """Like gather_with_grad for tensors that carry no gradient (ids, masks, teacher similarities)."""
     if world_size() == 1:

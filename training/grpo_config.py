@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from training.rewards import RewardWeights
+from training.sft_config import TORCH_DTYPES
 
 
 @dataclass
@@ -60,10 +61,19 @@ class GRPOConfig:
         "Linear learning-rate warm-up steps (then cosine decay to 0, training.trainer).")})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Clip the global gradient norm (0 = off)."})
     trainable: tuple[str, ...] = field(default=("fusion", "text_head"), metadata={"help": (
-        "Model parts GRPO updates (names of CompactUniNote sub-modules); the rest stays frozen. Leaving "
-        "image_head frozen keeps image vectors, and so copy-detection µAP, exactly as after stage 1; "
-        "training it too cost up to 1.7 µAP points for about 1 point of P@5.")})
+        "Model parts GRPO updates; the rest stays frozen. Compact: CompactUniNote sub-modules; leaving "
+        "image_head frozen keeps image vectors, and so copy-detection µAP, exactly as after stage 1 "
+        "(training it too cost up to 1.7 µAP points for about 1 point of P@5). Qwen3-VL: 'visual' and/or "
+        "'language_model' (their LoRA adapters when the checkpoint has them).")})
     seed: int = field(default=0, metadata={"help": "Seed of the pools, the split and the batch order."})
+
+    # --- Qwen3-VL backbone only (ignored for the compact model) --------------------------------------------
+    lora_rank: int = field(default=0, metadata={"help": (
+        "A new peft LoRA adapter of this rank over full stage-1 weights (0 = train the weights themselves; "
+        "a LoRA stage-1 checkpoint trains its own adapter).")})
+    dtype: str = field(default="float32", metadata={"help": "Weight dtype: float32 (CPU), bfloat16 (GPU)."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": (
+        "Recompute activations in the backward pass: G candidates x batch notes per step need it on GPUs.")})
 
     # --- bookkeeping ------------------------------------------------------------------------------------
     log_every: int = field(default=10, metadata={"help": "Steps between reward-curve log lines."})
@@ -94,6 +104,8 @@ class GRPOConfig:
             (len(self.trainable) > 0, "trainable must name at least one module"),
             (self.log_every >= 1 and self.checkpoint_every >= 1, "log_every and checkpoint_every must be >= 1"),
             (self.max_notes >= 0, "max_notes must be >= 0"),
+            (self.lora_rank >= 0, "lora_rank must be >= 0"),
+            (self.dtype in TORCH_DTYPES, f"dtype must be one of {TORCH_DTYPES}"),
         ]
         for ok, msg in checks:
             if not ok:

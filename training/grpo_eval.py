@@ -15,9 +15,9 @@ from typing import Sequence
 
 import torch
 
-from encoder.compact import CompactUniNote
 from training.graded_pools import GradedPool, PoolNote, excluded_rows
-from training.grpo_features import FeatureBank, embed_all, note_tokens, prefix_sims
+from training.grpo_features import prefix_sims
+from training.pool_encoder import PoolEncoder, embed_all
 
 
 def precision_at_k(grades: Sequence[int], k: int) -> float:
@@ -54,30 +54,26 @@ class RankingMetrics:
 
 @torch.no_grad()
 def evaluate_ranking(
-    model: CompactUniNote,
-    bank: FeatureBank,
+    encoder: PoolEncoder,
     pools: Sequence[GradedPool],
     library: Sequence[PoolNote],
     dims: Sequence[int] | None = None,
 ) -> list[RankingMetrics]:
     """Rank `library` (it must contain every pool's targets) for every pool query; metrics per dim.
 
-    dims default to the model's Matryoshka dims. Raises ValueError when a pool target is not in the
-    library or a dim exceeds the model's.
+    encoder: any backbone's training.pool_encoder.PoolEncoder. dims default to its Matryoshka dims.
+    Raises ValueError when a pool target is not in the library or a dim exceeds the model's.
     """
-    dims = tuple(dims or model.config.dims)
-    if any(d > model.config.dim for d in dims):
-        raise ValueError(f"dims {dims} exceed the model dim {model.config.dim}")
+    dims = tuple(dims or encoder.dims)
+    if any(d > encoder.dims[-1] for d in dims):
+        raise ValueError(f"dims {dims} exceed the model dim {encoder.dims[-1]}")
     lib_pos = {n.content: i for i, n in enumerate(library)}  # by content: see graded_pools.pool_library
     for p in pools:
         missing = [t.note_id for t in p.targets if t.content not in lib_pos]
         if missing:
             raise ValueError(f"pool {p.query.note_id!r}: targets {missing} are not in the library")
-    was_training = model.training
-    model.eval()
-    q = embed_all(model, bank, note_tokens([p.query for p in pools], bank))  # (Q, D)
-    lib = embed_all(model, bank, note_tokens(list(library), bank))  # (L, D)
-    model.train(was_training)
+    q = embed_all(encoder, [p.query for p in pools]).cpu()  # (Q, D)
+    lib = embed_all(encoder, library).cpu()  # (L, D)
     grade = torch.zeros(len(pools), len(library), dtype=torch.long)  # (Q, L)
     for i, p in enumerate(pools):
         for t, g in zip(p.targets, p.grades):

@@ -4,18 +4,21 @@
 each image (region 0 of CompactUniNote.region_features; crops do not enter the note fusion) and the e5
 feature of each text. `NoteTokens` is the fixed token layout of a list of `PoolNote`s (rows into the
 bank), so a training step only runs the trainable heads and the fusion on the elements it needs.
+`CompactPoolEncoder` wraps both as stage 2's PoolEncoder (training.pool_encoder).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import Tensor
+from torch import Tensor, nn
 
+from encoder.checkpoint import save_checkpoint
 from encoder.compact import CompactUniNote
 from encoder.heads import KIND_IDS
 from encoder.types import ElementKind
@@ -84,13 +87,12 @@ def note_tokens(notes: Sequence[PoolNote], bank: FeatureBank) -> NoteTokens:
     return NoteTokens(rows, kinds, mask)
 
 
-def embed_notes(model: CompactUniNote, bank: FeatureBank, tokens: NoteTokens, which: Tensor | None = None) -> Tensor:
-    """Global vectors of the notes `which` (M,) int64 (all when None) -> (M, D) float32, L2-normalised.
+def embed_notes(model: CompactUniNote, bank: FeatureBank, tokens: NoteTokens) -> Tensor:
+    """Global vectors of the M notes of `tokens` -> (M, D) float32, L2-normalised.
 
     Each distinct element goes through its head once; gradients reach the heads and the fusion.
     """
-    rows, kinds, mask = (tokens.rows, tokens.kinds, tokens.mask) if which is None else (
-        tokens.rows[which], tokens.kinds[which], tokens.mask[which])  # (M, T) each
+    rows, kinds, mask = tokens.rows, tokens.kinds, tokens.mask  # (M, T) each
     used = torch.unique(rows[mask])  # (U,) sorted: image rows first, then text rows
     n_img = bank.n_images
     img_used, txt_used = used[used < n_img], used[used >= n_img] - n_img
@@ -105,12 +107,36 @@ def embed_notes(model: CompactUniNote, bank: FeatureBank, tokens: NoteTokens, wh
     return model.fuse(tok, kinds, mask)  # (M, D)
 
 
-@torch.no_grad()
-def embed_all(model: CompactUniNote, bank: FeatureBank, tokens: NoteTokens, chunk: int = 1024) -> Tensor:
-    """Every note's global vector without gradients: (N, D) float32, `chunk` notes at a time."""
-    out = [embed_notes(model, bank, tokens, torch.arange(s, min(s + chunk, len(tokens))))
-           for s in range(0, len(tokens), chunk)]
-    return torch.cat(out) if out else torch.zeros(0, model.config.dim)
+class CompactPoolEncoder(nn.Module):
+    """The compact model as a training.pool_encoder.PoolEncoder over a FeatureBank: a step runs only the
+    heads and the fusion. model: trained in place; bank: cached inputs, never trained or saved."""
+
+    def __init__(self, model: CompactUniNote, bank: FeatureBank):
+        super().__init__()
+        self.model, self.bank = model, bank
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        return self.model.config.dims
+
+    def embed(self, notes: Sequence[PoolNote]) -> Tensor:
+        """notes -> (M, D); see note_tokens for the errors."""
+        return embed_notes(self.model, self.bank, note_tokens(notes, self.bank))
+
+    def set_trainable(self, parts: Sequence[str]) -> list[nn.Parameter]:
+        """parts: names of CompactUniNote sub-modules (image_head, text_head, fusion)."""
+        children = dict(self.model.named_children())
+        unknown = [p for p in parts if p not in children]
+        if unknown:
+            raise ValueError(f"trainable: unknown model parts {unknown}; the model has {sorted(children)}")
+        self.model.requires_grad_(False)
+        for p in parts:
+            children[p].requires_grad_(True)
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def save(self, folder: Path, card: str) -> str:
+        """A compact checkpoint (encoder.checkpoint): config.json, heads.safetensors, MODEL_CARD.md."""
+        return save_checkpoint(self.model, folder, card)
 
 
 def prefix_sims(queries: Tensor, candidates: Tensor, dim: int) -> Tensor:

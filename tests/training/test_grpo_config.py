@@ -6,7 +6,7 @@ import pytest
 
 from training.grpo_config import GRPOConfig
 
-SHIPPED = Path(__file__).resolve().parents[2] / "training" / "configs" / "grpo_compact.toml"
+CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs"
 
 
 def test_every_field_has_help():
@@ -16,8 +16,9 @@ def test_every_field_has_help():
     assert "group_size" in GRPOConfig.help()
 
 
-def test_shipped_toml_loads_and_round_trips(tmp_path):
-    cfg = GRPOConfig.from_toml(SHIPPED)
+@pytest.mark.parametrize("name", ["grpo_compact.toml", "grpo_qwen3vl.toml"])
+def test_shipped_toml_loads_and_round_trips(tmp_path, name):
+    cfg = GRPOConfig.from_toml(CONFIGS / name)
     assert cfg.group_size > 2 and cfg.matryoshka_dims
     lines = []
     for k, v in cfg.to_dict().items():
@@ -35,5 +36,7 @@ def test_bad_configs_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="temperature must be > 0"):
         GRPOConfig(temperature=0)
     assert GRPOConfig.from_dict({"beta": 0}).beta == 0.0  # ints are fine for floats
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        GRPOConfig(dtype="fp8")
     with pytest.raises(FileNotFoundError):
         GRPOConfig.from_toml(tmp_path / "missing.toml")

@@ -16,7 +16,7 @@ from encoder.compact import CompactUniNote
 from encoder.types import ElementKind
 from training.graded_pools import Element, PoolNote, build_graded_pools
 from training.grpo_config import GRPOConfig
-from training.grpo_features import FeatureBank
+from training.grpo_features import CompactPoolEncoder, FeatureBank
 from training.grpo_task import GRPOTask
 from training.distributed import DistInfo
 from training.grpo_train import grpo_batch_fn, trainer_config
@@ -46,7 +46,7 @@ def _task() -> GRPOTask:
             p.add_(0.01 * torch.randn(p.shape, generator=g))
     pools = build_graded_pools(notes, seed=0, noise_per_pool=2)
     library = [PoolNote(n, n, tuple(e)) for n, e in notes.items()]
-    return GRPOTask(model, ref, bank, pools, library, CONFIG)
+    return GRPOTask(CompactPoolEncoder(model, bank), pools, library, CONFIG, reference=CompactPoolEncoder(ref, bank))
 
 
 def _step(info: DistInfo, out) -> tuple[list[torch.Tensor], float]:

@@ -13,10 +13,10 @@ from encoder.compact import CompactUniNote
 from encoder.inprocess import InProcessEncoder
 from encoder.text_pieces import split_body
 from encoder.types import ElementKind, NoteInput
+from tests.training.grpo_support import assert_grpo_improves
 from training.graded_pools import Element, PoolNote, build_graded_pools
 from training.grpo_config import GRPOConfig
-from training.grpo_eval import evaluate_ranking
-from training.grpo_features import build_feature_bank, embed_notes, note_tokens
+from training.grpo_features import CompactPoolEncoder, build_feature_bank, embed_notes, note_tokens
 from training.grpo_task import GRPOTask
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "grocery"
@@ -93,9 +93,10 @@ def test_embedding_from_cached_features_equals_the_in_process_encoder(world):
 def test_groups_hold_every_target_and_training_touches_only_the_trainable_parts(world):
     model, bank, notes, _, group = world
     model = copy.deepcopy(model)
+    policy = CompactPoolEncoder(model, bank)
     pools = build_graded_pools(notes, seed=0, noise_per_pool=2, group_of=group)
     cfg = GRPOConfig(group_size=10, batch_size=4, trainable=("fusion", "text_head"))
-    task = GRPOTask(model, copy.deepcopy(model), bank, pools, _library(notes), cfg)
+    task = GRPOTask(policy, pools, _library(notes), cfg)
     g = task.groups
     assert g.candidates.shape == (len(pools), 10) and bool(g.mask.all())
     for i, p in enumerate(pools):
@@ -106,9 +107,9 @@ def test_groups_hold_every_target_and_training_touches_only_the_trainable_parts(
     assert all(p.grad is None for p in model.image_head.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.fusion.parameters())
     with pytest.raises(ValueError, match="unknown model parts"):
-        GRPOTask(model, model, bank, pools, _library(notes), GRPOConfig(trainable=("towers",)))
+        GRPOTask(policy, pools, _library(notes), GRPOConfig(trainable=("towers",)))
     with pytest.raises(ValueError, match="must exceed"):
-        GRPOTask(model, model, bank, pools, _library(notes), GRPOConfig(group_size=3))
+        GRPOTask(policy, pools, _library(notes), GRPOConfig(group_size=3))
 
 
 @pytest.mark.slow
@@ -119,19 +120,6 @@ def test_grpo_steps_raise_the_reward_and_the_ranking_quality(world):
     pools = build_graded_pools(notes, seed=0, noise_per_pool=2, group_of=group)
     library = _library(notes)
     cfg = GRPOConfig(group_size=12, batch_size=6, beta=0.05, matryoshka_dims=(64, 512))
-    task = GRPOTask(model, copy.deepcopy(model), bank, pools, library, cfg)
-    before = {m.dim: m for m in evaluate_ranking(model, bank, pools, task.library, dims=(64, 512))}
-    opt = torch.optim.AdamW(task.trainable_parameters, lr=1e-3)
-    rng = torch.Generator().manual_seed(0)
-    rewards = []
-    for _ in range(40):
-        losses, report = task.training_forward(torch.randperm(len(task), generator=rng)[:6])
-        opt.zero_grad()
-        losses["grpo"].backward()
-        opt.step()
-        rewards.append(report["reward"])
-    after = {m.dim: m for m in evaluate_ranking(model, bank, pools, task.library, dims=(64, 512))}
-    assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5
-    for d in (64, 512):
-        assert after[d].ndcg_at_10 > before[d].ndcg_at_10
-    assert report["kl"] > 0
+    policy = CompactPoolEncoder(model, bank)
+    task = GRPOTask(policy, pools, library, cfg)
+    assert_grpo_improves(task, (64, 512), steps=40, lr=1e-3)

@@ -8,14 +8,24 @@ import pytest
 
 from training.sft_config import SFTConfig
 
-SHIPPED = Path(__file__).resolve().parents[2] / "training" / "configs" / "sft_compact.toml"
+CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs"
 
 
-def test_shipped_config_loads():
-    cfg = SFTConfig.load(SHIPPED)
+@pytest.mark.parametrize("name", ["sft_compact.toml", "sft_qwen3vl.toml"])
+def test_shipped_configs_load(name):
+    cfg = SFTConfig.load(CONFIGS / name)
     assert cfg.loss.band == (0.5, 0.7) and cfg.data.images_per_note == (1, 4)
     assert set(cfg.loss.family_weights) == {"copy", "image_note", "text_note", "note_note", "text_geometry"}
+    assert len(cfg.loss.matryoshka_weights) == 4  # compact (64, 128, 256, 512), Qwen3-VL-8B (64, 512, 1024, 4096)
     assert SFTConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_qwen3vl_section_is_checked():
+    assert SFTConfig.load(CONFIGS / "sft_qwen3vl.toml").qwen3vl.dtype == "bfloat16"
+    with pytest.raises(ValueError, match="qwen3vl"):
+        SFTConfig.from_dict({"qwen3vl": {"dtype": "float8"}})
+    with pytest.raises(ValueError, match=r"unknown keys in \[qwen3vl\]"):
+        SFTConfig.from_dict({"qwen3vl": {"lora": 16}})
 
 
 def test_bad_configs_are_named(tmp_path):

@@ -3,7 +3,6 @@ with the untrained model and the hashes measured in the same run."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

@@ -3,15 +3,15 @@ and 2-process DDP (gloo) gives the single-process loss and gradients on the same
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from tests.training.sft_support import ddp_worker, make_task, tiny_corpus_and_features
-from training.distributed import DistInfo
+from tests.training.sft_support import (
+    assert_ddp_matches_one_process, compact_task_from_file, make_task, tiny_corpus_and_features,
+)
 from training.trainer import Trainer, TrainerConfig
 
 
@@ -75,23 +75,7 @@ def test_gradient_accumulation_equals_the_full_batch(tiny):
     assert torch.allclose(full.linear.weight, accum.linear.weight, atol=1e-6)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_ddp_matches_one_process(tiny, tmp_path):
-    data_file, out_file = tmp_path / "data.pt", tmp_path / "rank0.pt"
+    data_file = tmp_path / "data.pt"
     torch.save(tiny, data_file)
-    torch.multiprocessing.spawn(ddp_worker, args=(2, _free_port(), str(data_file), str(out_file)), nprocs=2)
-    ddp = torch.load(out_file, weights_only=False)
-
-    task, sampler = make_task(*tiny)
-    trainer = Trainer(task, TrainerConfig(steps=1, max_grad_norm=0.0, progress=False), tmp_path, DistInfo())
-    logged = trainer.train_step(sampler)
-    assert ddp["loss"] == pytest.approx(logged["loss"], rel=1e-5)
-    grads = {n: p.grad for n, p in task.named_parameters() if p.grad is not None}
-    assert set(grads) == set(ddp["grads"])
-    for name, g in grads.items():
-        assert torch.allclose(ddp["grads"][name], g, rtol=1e-4, atol=1e-6), name
+    assert_ddp_matches_one_process(compact_task_from_file, (str(data_file),), tmp_path)
