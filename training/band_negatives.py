@@ -42,9 +42,9 @@ def band_negatives(queries: torch.Tensor, candidates: torch.Tensor, exclude: np.
 
 
 @torch.no_grad()
-def embed_in_chunks(embed: Callable[[list[int]], torch.Tensor], items: Sequence[int], chunk: int = 64) -> torch.Tensor:
-    """embed(items[s : s + chunk]) for every chunk, concatenated: (len(items), D)."""
-    items = [int(i) for i in items]
+def embed_in_chunks(embed: Callable[[list], torch.Tensor], items: Sequence, chunk: int = 64) -> torch.Tensor:
+    """embed(items[s : s + chunk]) for every chunk, without gradients, concatenated: (len(items), D)."""
+    items = list(items)
     return torch.cat([embed(items[s : s + chunk]) for s in range(0, len(items), chunk)])
 
 

@@ -25,12 +25,13 @@ import torch.nn.functional as F
 
 from encoder.checkpoint import load_checkpoint
 from encoder.compact import CompactUniNote
-from encoder.heads import KIND_IDS
 from encoder.text_pieces import split_body
 from encoder.types import ElementKind
+from training.band_negatives import embed_in_chunks
 from training.baselines import hamming_similarity, image_hashes, minhash_similarity
 from training.metrics import copy_detection_metrics, retrieval_metrics
 from training.sft_batches import NoteSpec
+from training.sft_compact_backbone import CompactSFTBackbone
 from training.sft_config import SFTConfig
 from training.sft_corpus import Corpus, CorpusFeatures, corpus_features, side_corpus
 
@@ -154,30 +155,6 @@ def build_eval_set(c: Corpus, seed: int = 0) -> EvalSet:
                    description_product, note_texts, repost_texts)
 
 
-@torch.no_grad()
-def _embed_notes(model: CompactUniNote, feats: CorpusFeatures, notes: list[NoteSpec],
-                 view_vecs: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-    out = []
-    for s in range(0, len(notes), chunk):
-        part = notes[s : s + chunk]
-        T = max(len(n.views) + len(n.texts) for n in part)
-        D = view_vecs.shape[1]
-        tokens, kinds = torch.zeros(len(part), T, D), torch.zeros(len(part), T, dtype=torch.long)
-        mask = torch.zeros(len(part), T, dtype=torch.bool)
-        for i, n in enumerate(part):
-            j = 0
-            for v in n.views:
-                tokens[i, j], kinds[i, j], mask[i, j] = view_vecs[v], KIND_IDS[ElementKind.IMAGE], True
-                j += 1
-            if n.texts:
-                tv = model.embed_texts(feats.texts[[t for _, t in n.texts]])  # (k, D)
-                for (kind, _), vec in zip(n.texts, tv):
-                    tokens[i, j], kinds[i, j], mask[i, j] = vec, KIND_IDS[kind], True
-                    j += 1
-        out.append(model.fuse(tokens, kinds, mask))
-    return torch.cat(out)
-
-
 def _prefix(x: torch.Tensor, d: int) -> np.ndarray:
     return F.normalize(x[..., :d], dim=-1).numpy()
 
@@ -206,8 +183,9 @@ def evaluate_model(model: CompactUniNote, method: str, c: Corpus, feats: CorpusF
     regions = torch.cat([model.embed_regions(feats.views[s : s + 512].float())
                          for s in range(0, len(feats.views), 512)])  # (V, R, D)
     views = regions[:, 0]  # (V, D)
-    notes = _embed_notes(model, feats, es.notes, views)  # (N, D)
-    reposts = _embed_notes(model, feats, es.reposts, views)  # (N, D)
+    backbone = CompactSFTBackbone(model, feats)  # the training route: the same fusion of the same tokens
+    notes = embed_in_chunks(backbone.embed_notes, es.notes, chunk=256)  # (N, D)
+    reposts = embed_in_chunks(backbone.embed_notes, es.reposts, chunk=256)  # (N, D)
     desc = model.embed_texts(model.text_features(es.descriptions)) if es.descriptions else torch.zeros(0, views.shape[1])
     ref_views = [c.original_view[p] for p in es.references]
     photo_note = {p: i for i, g in enumerate(es.note_photos) for p in g}
