@@ -33,6 +33,7 @@ PHOTOS = {  # skimage photo -> (title, body)
     "chelsea": ("My cat Chelsea", "Chelsea the tabby cat looking at the camera."),
 }
 SCOPE_KEYS = ("check", "index", "decide", "admin")
+MAX_BODY_BYTES = 8 * 1024 * 1024  # API_MAX_BODY_BYTES of the test server
 
 
 @dataclass
@@ -88,7 +89,8 @@ def server_env(home: Path, redis_url: str | None, **extra: str) -> dict[str, str
            if k not in {"DATABASE_URL", "QDRANT_URL", "QDRANT_PATH", "ENCODER_URL", "CHECKPOINT", "ENVIRONMENT",
                         "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"}}
     env |= {"UNINOTE_HOME": str(home), "OCR_ENABLED": "false", "OMP_NUM_THREADS": "2", "PYTHONPATH": str(REPO),
-            "PYTHONUNBUFFERED": "1", "API_RATE_LIMIT": "100000/minute", "WEBHOOK_MAX_RETRIES": "4"}
+            "PYTHONUNBUFFERED": "1", "API_RATE_LIMIT": "100000/minute", "WEBHOOK_MAX_RETRIES": "4",
+            "API_MAX_BODY_BYTES": str(MAX_BODY_BYTES)}
     if redis_url:
         env["CELERY_BROKER_URL"] = redis_url
     return env | extra
