@@ -176,7 +176,7 @@ def backfill(path: Path, detach: bool, restart: bool, batch_size: int) -> None:
 
 
 @main.command()
-@click.option("--role", type=click.Choice(["worker", "dashboard", "migrate"]), default="dashboard", show_default=True)
+@click.option("--role", type=click.Choice(["worker", "dashboard", "api", "migrate"]), default="dashboard", show_default=True)
 def healthcheck(role: str) -> None:
     """Exit 0 when the services this role depends on answer (no encoder is loaded)."""
     from app.health import check_role
