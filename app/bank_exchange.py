@@ -70,7 +70,7 @@ def export_bank(banks: Banks, name: str) -> dict[str, Any]:
         entries = records.all_entries(s, name)
     dim = library.encoder.dims[-1]
     note_ids = [e.note_id for e in entries if e.note_id]
-    with banks._lock:
+    with banks.store_lock:
         vectors = library.store.note_vectors(note_ids, dim) if note_ids else {}
     out = []
     for e in entries:
@@ -154,8 +154,9 @@ def import_bank(banks: Banks, doc: Mapping[str, Any], *, actor: str, name: str |
         if not isinstance(e, Mapping):
             raise ValueError(f"{where}: expected an object")
         if e.get("global") is None:
-            _add_pdq(banks, result, target, e.get("pdq_hex"), e.get("pdq_quality"), dict(e.get("details") or {}),
-                     actor, where)
+            with transaction(banks.sessions) as s:
+                _add_pdq(s, result, target, e.get("pdq_hex"), e.get("pdq_quality"), dict(e.get("details") or {}),
+                         actor, where)
         else:
             _add_note(banks, result, target, e, dim, actor, where)
     _log_import(banks, actor, target, result, source=f"bank file of {theirs!r}")
@@ -191,7 +192,7 @@ def _add_note(banks: Banks, result: ImportResult, bank: str, e: Mapping[str, Any
     with banks.sessions() as s:
         rec = registry.get_note_record(s, note_id)
     if rec is None or rec.status.value != "indexed":
-        with banks._lock:
+        with banks.store_lock:
             library.store.upsert_note(encoded, hashes, {"title": title, "bank_import": bank})
         with transaction(banks.sessions) as s:
             registry.upsert_pending(s, note, registry.content_hash(note), f"bank-import:{bank}")
@@ -202,15 +203,14 @@ def _add_note(banks: Banks, result: ImportResult, bank: str, e: Mapping[str, Any
     (result.added if created else result.unchanged).append(note_id)
 
 
-def _add_pdq(banks: Banks, result: ImportResult, bank: str, pdq_hex: Any, quality: Any,
+def _add_pdq(session, result: ImportResult, bank: str, pdq_hex: Any, quality: Any,
              details: dict[str, Any], actor: str, where: str) -> None:
     if not isinstance(pdq_hex, str) or not PDQ_HEX.match(pdq_hex.strip().lower()):
         raise ValueError(f"{where}.pdq_hex: expected 64 hex characters, got {str(pdq_hex)[:80]!r}")
     if quality is not None and (isinstance(quality, bool) or not isinstance(quality, int) or not 0 <= quality <= 100):
         raise ValueError(f"{where}.pdq_quality: expected an integer 0-100 or null, got {quality!r}")
-    with transaction(banks.sessions) as s:
-        entry, created = records.add_entry(s, bank, origin=EntryOrigin.PDQ, added_by=actor, pdq_hex=pdq_hex,
-                                           pdq_quality=quality, details=details)
+    entry, created = records.add_entry(session, bank, origin=EntryOrigin.PDQ, added_by=actor, pdq_hex=pdq_hex,
+                                       pdq_quality=quality, details=details)
     (result.added if created else result.unchanged).append(entry.pdq_hex)
 
 
@@ -326,7 +326,8 @@ def import_pdq_list(banks: Banks, bank: str, text: str, *, actor: str) -> Import
     banks.get(bank)
     signals, skipped = parse_pdq_list(text)
     result = ImportResult(bank, skipped=skipped)
-    for i, sig in enumerate(signals):
-        _add_pdq(banks, result, bank, sig.pdq_hex, sig.quality, sig.details, actor, f"signal {i}")
+    with transaction(banks.sessions) as s:  # one transaction: a list is imported whole or not at all
+        for i, sig in enumerate(signals):
+            _add_pdq(s, result, bank, sig.pdq_hex, sig.quality, sig.details, actor, f"signal {i}")
     _log_import(banks, actor, bank, result, source="PDQ hash list")
     return result

@@ -318,7 +318,7 @@ class Banks:
         self.client = client
         self._lookback = lookback or self._lookback_here
         self._notify = notify or _submit_delivery
-        self._lock = lock or nullcontext()  # held around direct store writes (imports)
+        self.store_lock = lock or nullcontext()  # held around direct store reads and writes (exchange)
         self._pdq = PdqBankIndex()
 
     @property
