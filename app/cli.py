@@ -176,7 +176,7 @@ def backfill(path: Path, detach: bool, restart: bool, batch_size: int) -> None:
 
 
 @main.command()
-@click.option("--role", type=click.Choice(["worker", "dashboard", "migrate"]), default="dashboard", show_default=True)
+@click.option("--role", type=click.Choice(["worker", "dashboard", "api", "migrate"]), default="dashboard", show_default=True)
 def healthcheck(role: str) -> None:
     """Exit 0 when the services this role depends on answer (no encoder is loaded)."""
     from app.health import check_role
@@ -247,6 +247,162 @@ def user_add(username: str, role: str, password_stdin: bool) -> None:
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"added {u.username} ({u.role.value})")
+
+
+@main.command()
+@click.option("--host", default=None, help="Default API_HOST.")
+@click.option("--port", type=int, default=None, help="Default API_PORT.")
+def serve(host: str | None, port: int | None) -> None:
+    """Serve the HTTP API (OpenAPI at /openapi.json; keys: `uninote key add`)."""
+    from app.api.server import serve_api
+    from app.store import StoreLockedError
+
+    try:
+        serve_api(get_settings(), host, port)
+    except (StoreLockedError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _key_sessions():
+    from app.records.db import make_engine, migrate as run_migrations, session_factory
+
+    url = get_settings().resolved_database_url
+    run_migrations(url)
+    return session_factory(make_engine(url))
+
+
+@main.group()
+def key() -> None:
+    """API keys of `uninote serve` (stored hashed; a new key is shown once)."""
+
+
+@key.command("add")
+@click.option("--name", required=True, help="Who or what uses the key.")
+@click.option("--scopes", required=True, help="Comma-separated: check,index,decide,admin.")
+def key_add(name: str, scopes: str) -> None:
+    """Create a key and print it (once: only its hash is kept)."""
+    from app.records import api_keys, audit_log
+    from app.records.audit_log import Action
+    from app.records.db import transaction
+
+    try:
+        with transaction(_key_sessions()) as s:
+            k, token = api_keys.create_key(s, name, scopes)
+            audit_log.append(s, "cli", Action.API_KEY, k.actor, {"change": "add", "name": k.name,
+                                                                  "scopes": [x.value for x in k.scopes]})
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"key {k.key_id} ({','.join(x.value for x in k.scopes)}) for {k.name}:")
+    click.echo(token)
+
+
+@key.command("list")
+def key_list() -> None:
+    """Every key: id, name, scopes, created, revoked."""
+    from app.records import api_keys
+
+    with _key_sessions()() as s:
+        for k in api_keys.list_keys(s):
+            revoked = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+            click.echo(f"{k.key_id}  {','.join(x.value for x in k.scopes):<24} {k.created_at:%Y-%m-%d %H:%M}  "
+                       f"{revoked:<24} {k.name}")
+
+
+@key.command("revoke")
+@click.argument("key_id")
+def key_revoke(key_id: str) -> None:
+    """Revoke a key: every call with it is refused from now on."""
+    from app.records import api_keys, audit_log
+    from app.records.audit_log import Action
+    from app.records.db import transaction
+    from app.records.errors import RecordNotFoundError
+
+    try:
+        with transaction(_key_sessions()) as s:
+            k = api_keys.revoke_key(s, key_id)
+            audit_log.append(s, "cli", Action.API_KEY, k.actor, {"change": "revoke"})
+    except RecordNotFoundError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"revoked {k.key_id} ({k.name})")
+
+
+@main.group()
+def bank() -> None:
+    """Banks of known-bad notes and allow-lists (opens the library: stop `uninote serve` first with the
+    embedded store, or use the API)."""
+
+
+def _banks_client():
+    from app.client import UniNoteClient
+
+    return UniNoteClient.open(get_settings())
+
+
+@bank.command("list")
+def bank_list() -> None:
+    with _banks_client() as client:
+        for b in client.banks.list():
+            state = "enabled" if b.enabled else "disabled"
+            click.echo(f"{b.name:<24} {b.kind.value:<6} {b.action:<12} {state:<9} {b.entries:>7} entries "
+                       f"{b.hits:>7} hits")
+
+
+@bank.command("create")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["risk", "allow"]), default="risk", show_default=True)
+@click.option("--action", default="review", show_default=True, help="Action label reported with its matches.")
+@click.option("--duplicate-threshold", type=float, default=None)
+@click.option("--infringement-threshold", type=float, default=None)
+def bank_create(name: str, kind: str, action: str, duplicate_threshold: float | None,
+                infringement_threshold: float | None) -> None:
+    with _banks_client() as client:
+        try:
+            b = client.banks.create(name, kind, action, actor="cli", duplicate_threshold=duplicate_threshold,
+                                    infringement_threshold=infringement_threshold)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+    click.echo(f"created bank {b.name} ({b.kind.value}, action {b.action})")
+
+
+@bank.command("export")
+@click.argument("name")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+def bank_export(name: str, out: Path) -> None:
+    """Write bank NAME as a UniNote bank file (vectors with their model version, PDQ hashes)."""
+    from app.bank_exchange import export_bank
+    from app.records.errors import RecordNotFoundError
+
+    with _banks_client() as client:
+        try:
+            doc = export_bank(client.banks, name)
+        except RecordNotFoundError as e:
+            raise click.ClickException(str(e)) from None
+    out.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    click.echo(f"exported {len(doc['entries'])} entries of {name} (model version {doc['model_version']}) to {out}")
+
+
+@bank.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", default=None, help="Bank to import into (default: the file's bank).")
+@click.option("--pdq", "pdq_bank", default=None, metavar="BANK",
+              help="PATH is a PDQ hash list (ThreatExchange / HMA formats): add its hashes to BANK.")
+def bank_import(path: Path, name: str | None, pdq_bank: str | None) -> None:
+    """Import a UniNote bank file, or (--pdq BANK) a PDQ hash list."""
+    from app.bank_exchange import import_bank, import_pdq_list
+    from app.records.errors import RecordNotFoundError
+
+    text = path.read_text(encoding="utf-8")
+    with _banks_client() as client:
+        try:
+            if pdq_bank:
+                r = import_pdq_list(client.banks, pdq_bank, text, actor="cli")
+            else:
+                r = import_bank(client.banks, json.loads(text), actor="cli", name=name)
+        except (ValueError, RecordNotFoundError) as e:  # ModelVersionMismatchError is a ValueError
+            raise click.ClickException(str(e)) from None
+    click.echo(f"bank {r.bank}: added {len(r.added)}, unchanged {len(r.unchanged)}, skipped {len(r.skipped)}")
+    for why in r.skipped[:20]:
+        click.echo(f"  skipped {why}", err=True)
 
 
 @main.group()

@@ -20,7 +20,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -36,6 +37,10 @@ from app.settings import Settings, get_settings
 from app.stored_notes import NoteDetails, NotePage
 from app.threshold_report import DEFAULT_GRID, ThresholdReport, threshold_report
 from encoder.types import Encoder
+
+if TYPE_CHECKING:
+    from app.banks import Banks
+    from app.remote_client import RemoteClient
 
 NoteLike = Note | Mapping[str, Any]  # a Note, or a dict in the notes.jsonl record format
 
@@ -55,6 +60,21 @@ class UniNoteClient:
         app.records.DatabaseUnreachableError when the database cannot be reached.
         """
         return cls(Library.open(settings or get_settings(), encoder=encoder))
+
+    @classmethod
+    def connect(cls, url: str, api_key: str, **options: Any) -> "RemoteClient":
+        """The same client over HTTP, against `uninote serve` at `url` (app/remote_client.py): the same methods
+        and typed results. options: timeout_s, retries, backoff_s. Raises nothing until the first call."""
+        from app.remote_client import RemoteClient
+
+        return RemoteClient(url, api_key, **options)
+
+    @cached_property
+    def banks(self) -> "Banks":
+        """Banks (risk libraries, allow-lists) of this library: app.banks.Banks over this client."""
+        from app.banks import Banks
+
+        return Banks(self, lock=getattr(self, "_lock", None))
 
     @property
     def settings(self) -> Settings:

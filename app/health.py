@@ -7,7 +7,7 @@ from app.settings import Settings
 
 
 def check_role(settings: Settings, role: str) -> list[str]:
-    """Problems found for `role` (worker, dashboard, migrate); an empty list means healthy."""
+    """Problems found for `role` (worker, dashboard, api, migrate); an empty list means healthy."""
     problems: list[str] = []
     try:
         from app.records.db import check_connection, make_engine

@@ -67,6 +67,17 @@ class Settings(BaseSettings):
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 7860
 
+    # HTTP API (app/api): `uninote serve`
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")
+    api_max_image_pixels: int = Field(40_000_000, ge=1, description="Largest width x height of an uploaded image (413 above).")
+    api_max_batch_notes: int = Field(64, ge=1, description="Most notes in one POST /v1/notes.")
+    api_rate_limit: str = Field("600/minute", description="Per-key request limit (`limits` notation: N/second|minute|hour).")
+    api_rate_limit_storage: str = Field("memory://", description="Rate-limit counters: memory:// or redis://... (shared by replicas).")
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Per-attempt timeout of a bank's webhook delivery.")
+    webhook_max_retries: int = Field(6, ge=0, description="Retries of a failed webhook delivery (exponential backoff).")
+
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> "Settings":
         if self.environment != "production":

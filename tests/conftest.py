@@ -119,3 +119,59 @@ def redis_url() -> Iterator[str]:
     client.flushdb()
     yield TEST_REDIS_URL
     client.flushdb()
+
+
+# ----------------------------------------------------------------------------------------------------
+# The HTTP API (tests/app/api, tests/security/test_api_*.py): one real `uninote serve` process for the
+# session over the embedded default, a real Celery worker for its webhooks (Redis TEST_REDIS_URL), and the
+# same notes in a second HOME for the in-process comparison client (tests/api_support.py).
+# ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def api_server(tmp_path_factory):
+    import redis
+
+    import api_support as support
+    from worker_process import start_worker, stop_worker
+
+    from app.client import UniNoteClient
+    from app.records import api_keys
+    from app.records.db import transaction
+    from app.settings import Settings
+
+    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as e:
+        _need_service("Redis", f"{TEST_REDIS_URL}: {e}")
+    client.flushdb()
+    tmp = tmp_path_factory.mktemp("api")
+    home, compare_home = tmp / "home", tmp / "compare"
+    photos = tmp / "photos"
+    support.write_photos(photos)
+    keys, key_ids = {}, {}
+    for h in (home, compare_home):
+        with UniNoteClient.open(Settings(UNINOTE_HOME=h, ocr_enabled=False)) as c:
+            result = c.index(support.library_notes(photos))
+            assert not result.failed, result.failed
+            if h == home:
+                with transaction(c.library.sessions) as s:
+                    for scope in (*support.SCOPE_KEYS, "all"):
+                        k, token = api_keys.create_key(s, f"test-{scope}", ",".join(support.SCOPE_KEYS)
+                                                       if scope == "all" else scope)
+                        keys[scope], key_ids[scope] = token, k.key_id
+    worker_settings = Settings(UNINOTE_HOME=home, ocr_enabled=False, celery_broker_url=TEST_REDIS_URL)
+    worker_log = tmp / "worker.log"
+    worker = start_worker(worker_settings, worker_log, "api-webhooks", queues="webhooks")
+    port = support.free_port()
+    log = tmp / "server.log"
+    proc = support.start_server(home, port, log, support.server_env(home, TEST_REDIS_URL))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        support.wait_until_up(url, proc, log)
+        yield support.ApiServer(url, home, photos, log, keys, key_ids, compare_home, TEST_REDIS_URL)
+    finally:
+        support.stop(proc)
+        stop_worker(worker)
+        client.flushdb()

@@ -28,9 +28,9 @@ def worker_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def start_worker(settings: Settings, log: Path, name: str) -> subprocess.Popen:
+def start_worker(settings: Settings, log: Path, name: str, queues: str = "index,backfill,audit") -> subprocess.Popen:
     """A worker in its own process group (so a SIGKILL takes its pool process with it)."""
-    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "index,backfill,audit",
+    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", queues,
            "-c", "1", "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
            "-n", f"{name}@%h"]
     with log.open("w") as out:

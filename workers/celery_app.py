@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 INDEX_QUEUE = "index"
 BACKFILL_QUEUE = "backfill"
 AUDIT_QUEUE = "audit"
-QUEUES = (INDEX_QUEUE, BACKFILL_QUEUE, AUDIT_QUEUE)
+WEBHOOK_QUEUE = "webhooks"
+QUEUES = (INDEX_QUEUE, BACKFILL_QUEUE, AUDIT_QUEUE, WEBHOOK_QUEUE)
+LIBRARY_FREE_QUEUES = {WEBHOOK_QUEUE}  # their tasks need only the records database (no store, no encoder)
 EAGER_BROKER = "memory://"  # placeholder broker of the in-process mode (never connected to)
 
 TASK_ROUTES = {
@@ -40,6 +42,7 @@ TASK_ROUTES = {
     "uninote.backfill": {"queue": BACKFILL_QUEUE},
     "uninote.reindex_library": {"queue": BACKFILL_QUEUE},
     "uninote.lookback": {"queue": AUDIT_QUEUE},
+    "uninote.deliver_webhook": {"queue": WEBHOOK_QUEUE},
 }
 
 
@@ -71,7 +74,7 @@ def celery_config(settings: Settings) -> dict:
 
 def make_celery(settings: Settings) -> Celery:
     """A Celery app for these settings, with the UniNote tasks registered (workers/tasks.py)."""
-    celery = Celery("uninote", include=["workers.tasks"])
+    celery = Celery("uninote", include=["workers.tasks", "workers.webhook_tasks"])
     configure(celery, settings)
     return celery
 
@@ -116,6 +119,13 @@ def preflight(settings: Settings, concurrency: int, pool: str) -> None:
     QdrantStore.from_settings(settings).close()  # raises StoreLockedError naming the folder and the fix
 
 
+def needs_library(celery: Celery | None = None) -> bool:
+    """False when the worker consumes only LIBRARY_FREE_QUEUES (-Q webhooks): it opens no Library, so it can
+    run beside a process that holds the embedded Qdrant folder."""
+    consumed = set((celery or app).amqp.queues.consume_from or QUEUES)
+    return bool(consumed - LIBRARY_FREE_QUEUES)
+
+
 def _settings_of(sender) -> Settings:
     celery = getattr(sender, "app", None) or app
     return getattr(celery.conf, "uninote_settings", None) or get_settings()
@@ -131,6 +141,8 @@ def _check_worker(sender=None, **_):
     pool_name = pool_cls.__module__.rsplit(".", 1)[-1]  # prefork, solo, thread, eventlet, gevent
     concurrency = getattr(sender, "concurrency", 1)
     concurrency = concurrency if isinstance(concurrency, int) else 2  # "auto": more than one
+    if not needs_library(getattr(sender, "app", None)):
+        return
     try:
         preflight(settings, concurrency, pool_name)
     except Exception as e:  # signal receivers' exceptions are only logged by Celery: stop the worker here
@@ -145,6 +157,8 @@ def _open_in_child(**_):
     from workers import runtime
 
     runtime.use_library(None)
+    if not needs_library():
+        return
     try:
         library = runtime.get_library(_settings_of(None))
         log.warning("uninote worker process ready: encoder %s", library.encoder.model_version)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.settings import Settings
-from workers.celery_app import QUEUES, app, configure, is_eager, preflight
+from workers.celery_app import LIBRARY_FREE_QUEUES, QUEUES, app, configure, is_eager, preflight
 
 
 class NoBrokerError(RuntimeError):
@@ -12,7 +12,7 @@ class NoBrokerError(RuntimeError):
 
 def start_worker(queues: list[str], concurrency: int, *, pool: str = "prefork", loglevel: str = "INFO",
                  settings: Settings | None = None) -> None:
-    """Run a worker consuming `queues` (a subset of index, backfill, audit) with `concurrency` processes
+    """Run a worker consuming `queues` (a subset of index, backfill, audit, webhooks) with `concurrency` processes
     until it is stopped (SIGTERM/SIGINT: warm shutdown, the running tasks finish).
 
     Raises NoBrokerError without CELERY_BROKER_URL, ValueError for an unknown queue or concurrency < 1, or
@@ -30,6 +30,7 @@ def start_worker(queues: list[str], concurrency: int, *, pool: str = "prefork", 
         raise ValueError(f"unknown queue(s) {unknown or queues}: choose among {list(QUEUES)}")
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-    preflight(app.conf.uninote_settings, concurrency, pool)
+    if set(queues) - LIBRARY_FREE_QUEUES:  # a webhooks-only worker opens no store
+        preflight(app.conf.uninote_settings, concurrency, pool)
     app.worker_main(["worker", f"--queues={','.join(queues)}", f"--concurrency={concurrency}", f"--pool={pool}",
                      f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"])

@@ -14,7 +14,8 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from app.client import UniNoteClient
-from app.dashboard import accounts_page, audit_log_page, check_page, library_page, queue_page, thresholds_page
+from app.dashboard import (accounts_page, audit_log_page, banks_page, check_page, library_page, queue_page,
+                           thresholds_page)
 from app.dashboard.auth import (SESSION_RECHECK_S, AccountCache, SessionCodec, SignInGuard, add_auth_routes,
                                 username_of)
 from app.dashboard.context import DashboardContext
@@ -49,6 +50,8 @@ def build_dashboard(ctx: DashboardContext) -> gr.Blocks:
             queue_page.build(ctx, demo)
         with gr.Tab("Library", id="library"):
             library_page.build(ctx, demo)
+        with gr.Tab("Banks", id="banks"):
+            banks_page.build(ctx, demo)
         with gr.Tab("Thresholds", id="thresholds"):
             thresholds_page.build_report(ctx, demo)
         with gr.Tab("Audit log", id="audit"):

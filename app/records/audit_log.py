@@ -31,6 +31,9 @@ class Action(StrEnum):
     USER_PASSWORD = "user_password"  # an account's password was replaced
     SIGN_IN = "sign_in"  # a successful dashboard sign-in
     SIGN_IN_FAILED = "sign_in_failed"  # a refused sign-in (target: the username tried)
+    API_CALL = "api_call"  # one authenticated HTTP API call (actor "api-key:<id>", target "METHOD /path")
+    API_KEY = "api_key"  # an API key was created or revoked (target: "api-key:<id>")
+    BANK = "bank"  # a bank or its entries changed (target: "bank:<name>")
 
 
 ACTIONS = tuple(a.value for a in Action)

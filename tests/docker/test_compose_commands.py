@@ -16,7 +16,7 @@ import pytest
 
 from compose_support import REPO, dockerfile_final_stage, exec_form, require
 
-CELERY_QUEUES = {"index", "backfill", "audit"}
+CELERY_QUEUES = {"index", "backfill", "audit", "webhooks"}
 
 
 def uninote_args(argv: list[str]) -> list[str] | None:

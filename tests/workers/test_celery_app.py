@@ -20,7 +20,7 @@ def test_the_broker_url_decides_between_in_process_and_workers(tmp_path):
         assert conf["task_serializer"] == conf["result_serializer"] == "json" and conf["accept_content"] == ["json"]
         assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
         assert conf["worker_prefetch_multiplier"] == 1
-        assert [q.name for q in conf["task_queues"]] == list(QUEUES) == ["index", "backfill", "audit"]
+        assert [q.name for q in conf["task_queues"]] == list(QUEUES) == ["index", "backfill", "audit", "webhooks"]
 
 
 def test_tasks_are_routed_to_their_queues(tmp_path):
