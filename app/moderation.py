@@ -212,7 +212,7 @@ def sign_out(sessions: sessionmaker[Session], token: str, client_host: str | Non
 
 def record_event(sessions: sessionmaker[Session], actor: str, action: Action | str, target: str | None,
                  details: dict | None = None) -> None:
-    """Write one audit-log entry on its own (security events of the dashboard: sign-out, throttled
-    sign-ins, refused files). Raises ValueError like app.records.audit_log.append."""
+    """Write one audit-log entry on its own (security events of the dashboard: throttled sign-ins, refused
+    files). Raises ValueError like app.records.audit_log.append."""
     with transaction(sessions) as s:
         audit_log.append(s, actor, action, target, details)

@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, Index, Integer, String, delete, select
+from sqlalchemy import ForeignKey, Index, Integer, String, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.records.models import Base, UTCDateTime, utcnow
@@ -96,4 +96,4 @@ def close_session(session: Session, token: str) -> bool:
 
 def count_sessions(session: Session, user_id: int) -> int:
     """Rows of account `user_id` (valid or not yet purged)."""
-    return len(session.scalars(select(WebSessionRow.key).where(WebSessionRow.user_id == user_id)).all())
+    return int(session.scalar(select(func.count()).where(WebSessionRow.user_id == user_id)) or 0)
