@@ -223,8 +223,12 @@ def serve_encoder(checkpoint: Path, host: str, port: int, max_model_len: int, dt
 def dashboard(host: str | None, port: int | None) -> None:
     """Serve the moderator dashboard (accounts: `uninote user add`)."""
     from app.dashboard import serve_dashboard
+    from app.secret_key import SecretKeyFileError, WeakSecretKeyError
 
-    serve_dashboard(get_settings(), host, port)
+    try:
+        serve_dashboard(get_settings(), host, port)
+    except (WeakSecretKeyError, SecretKeyFileError) as e:
+        raise click.ClickException(str(e)) from None
 
 
 @main.group()

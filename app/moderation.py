@@ -11,12 +11,13 @@ source of truth, so every process that reads it (dashboard, client, workers) agr
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.records import audit_log, reports, users
+from app.records import audit_log, reports, users, web_sessions
 from app.records.audit_log import Action
 from app.records.db import transaction
 from app.records.errors import RecordNotFoundError
@@ -167,15 +168,51 @@ def _existing(session: Session, username: str) -> User:
 
 
 # ---- signing in ---------------------------------------------------------------------------------------
+UNKNOWN_ACTOR = "anonymous"  # the actor of a refused sign-in under a name that has no account
+
+
 def sign_in(sessions: sessionmaker[Session], username: str, password: str,
             client_host: str | None = None) -> User | None:
     """The account if the password is right (and the account active), else None; both outcomes are
-    logged (a refused sign-in is logged under the name tried, never with the password)."""
+    logged, never with the password. A refused sign-in under an existing account's name is logged under
+    that name; under an unknown name, as UNKNOWN_ACTOR with the first 16 hex digits of the name's SHA-256
+    (an attacker cannot write names of their choosing into the log)."""
     with transaction(sessions) as s:
         user = users.authenticate(s, username, password)
-        tried = (username or "").strip()[:200] or "?"
-        if user is None:
-            audit_log.append(s, tried, Action.SIGN_IN_FAILED, f"user:{tried}", {"client": client_host})
-        else:
+        if user is not None:
             audit_log.append(s, user.username, Action.SIGN_IN, f"user:{user.username}", {"client": client_host})
-    return user
+            return user
+        known = users.get_user(s, username) if isinstance(username, str) else None
+        if known is not None:
+            audit_log.append(s, known.username, Action.SIGN_IN_FAILED, f"user:{known.username}",
+                             {"client": client_host})
+        else:
+            audit_log.append(s, UNKNOWN_ACTOR, Action.SIGN_IN_FAILED, "user:?",
+                             {"client": client_host, "name_sha256": name_digest(username)})
+    return None
+
+
+def name_digest(username: object) -> str:
+    """First 16 hex digits of SHA-256 of the stripped name: how the log names an unknown account."""
+    text = username.strip() if isinstance(username, str) else ""
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
+
+
+def sign_out(sessions: sessionmaker[Session], token: str, client_host: str | None = None) -> User | None:
+    """End the dashboard session of cookie token `token` and log it, in one transaction; returns its
+    account, or None when the token names no live session (nothing is logged)."""
+    with transaction(sessions) as s:
+        web = web_sessions.find_session(s, token)
+        web_sessions.close_session(s, token)
+        if web is not None:
+            audit_log.append(s, web.user.username, Action.SIGN_OUT, f"user:{web.user.username}",
+                             {"client": client_host})
+    return None if web is None else web.user
+
+
+def record_event(sessions: sessionmaker[Session], actor: str, action: Action | str, target: str | None,
+                 details: dict | None = None) -> None:
+    """Write one audit-log entry on its own (security events of the dashboard: throttled sign-ins, refused
+    files). Raises ValueError like app.records.audit_log.append."""
+    with transaction(sessions) as s:
+        audit_log.append(s, actor, action, target, details)

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.secret_key import check_strong
+
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "password", "uninote"}
 
 
@@ -63,9 +65,18 @@ class Settings(BaseSettings):
     celery_result_backend: str | None = None
 
     # Dashboard (app/dashboard)
-    secret_key: str = Field("dev-secret-key", description="Session signing key; must be set in production.")
+    secret_key: str | None = Field(
+        None, description="Session signing key (>= 32 bytes of entropy); unset = a random key generated once in "
+                          "HOME/secret_key (mode 0600). Required in production.")
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 7860
+    sign_in_account_limits: str = Field(
+        "5/minute;20/hour;100/day", description="Sign-in attempts per account (`limits` notation); the longer "
+                                                "windows are the back-off.")
+    sign_in_address_limits: str = Field("30/minute;200/hour;1000/day",
+                                        description="Sign-in attempts per client address (`limits` notation).")
+    sign_in_concurrency: int = Field(2, ge=1, description="Password hashes (argon2id, 64 MiB each) computed at "
+                                                          "once; further sign-ins wait.")
 
     # HTTP API (app/api): `uninote serve`
     api_host: str = "127.0.0.1"
@@ -82,8 +93,9 @@ class Settings(BaseSettings):
     def _refuse_placeholders(self) -> "Settings":
         if self.environment != "production":
             return self
-        if self.secret_key in PLACEHOLDER_SECRETS | {"dev-secret-key"} or len(self.secret_key) < 16:
-            raise ValueError("SECRET_KEY must be set to a real secret (>=16 chars) when ENVIRONMENT=production")
+        if self.secret_key is None:
+            raise ValueError("SECRET_KEY must be set when ENVIRONMENT=production (every replica signs with it)")
+        check_strong(self.secret_key, "ENVIRONMENT=production")  # a ValueError: pydantic reports it
         if self.qdrant_url and _is_placeholder(self.qdrant_api_key):
             raise ValueError("QDRANT_API_KEY must be set to a real secret when ENVIRONMENT=production")
         for name in ("database_url", "celery_broker_url", "celery_result_backend"):

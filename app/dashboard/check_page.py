@@ -9,16 +9,27 @@ from pathlib import Path
 
 import gradio as gr
 
+from app import moderation
 from app.dashboard.context import DashboardContext
 from app.dashboard.report_panel import ReportPanel
+from app.dashboard.upload_gate import inside
 from app.notes import MAX_IMAGES
+from app.records.audit_log import Action
 from app.stored_notes import NoteNotStoredError, uploads_dir
 from encoder.types import InputError
 
 
-def save_uploads(ctx: DashboardContext, note_id: str, files: list[str]) -> list[Path]:
+def save_uploads(ctx: DashboardContext, note_id: str, files: list[str], actor: str) -> list[Path]:
     """Copy uploaded files to HOME/uploads/<note_id>/<n><suffix> (kept so the report's evidence can be
-    shown later from the review queue); returns the new paths in upload order."""
+    shown later from the review queue); returns the new paths in upload order.
+
+    Raises gr.Error (and writes a `file_refused` audit entry as `actor`) for a path outside Gradio's upload
+    folder: the UploadGate refuses such requests first, this is the last lock before a file is opened."""
+    for f in files:
+        if not isinstance(f, str) or not inside(f, ctx.upload_root):
+            moderation.record_event(ctx.client.library.sessions, actor, Action.FILE_REFUSED, f"file:{str(f)[:500]}",
+                                    {"route": "check_upload"})
+            raise gr.Error("Only files uploaded on this page can be checked.")
     folder = uploads_dir(ctx.client.settings, note_id)
     folder.mkdir(parents=True, exist_ok=True)
     out = []
@@ -46,14 +57,14 @@ def build(ctx: DashboardContext, demo: gr.Blocks) -> None:  # noqa: ARG001 (same
     panel = ReportPanel(ctx, "check")
 
     def check_upload(files, title, body, request: gr.Request):
-        ctx.user(request)
+        user = ctx.user(request)
         files = list(files or [])
         if len(files) > MAX_IMAGES:
             raise gr.Error(f"a note has at most {MAX_IMAGES} images, got {len(files)}")
         if not (files or (title or "").strip() or (body or "").strip()):
             raise gr.Error("Give at least one image, a title or a body.")
         note_id = f"upload-{uuid.uuid4().hex[:16]}"
-        paths = save_uploads(ctx, note_id, [getattr(f, "name", f) for f in files])
+        paths = save_uploads(ctx, note_id, [getattr(f, "name", f) for f in files], user.username)
         try:
             report = ctx.client.check({"note_id": note_id, "title": title or "", "body": body or "",
                                        "images": [str(p) for p in paths]})

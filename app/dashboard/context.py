@@ -1,10 +1,11 @@
-"""What every dashboard page needs: the client (the same functions the Python client exposes), the page
-size, and who is signed in."""
+"""What every dashboard page needs: the client (the same functions the Python client exposes), Gradio's
+upload folder, the page size, and who is signed in."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import gradio as gr
 
@@ -13,12 +14,18 @@ from app.records import users
 from app.records.users import User
 
 PAGE_SIZE = 25  # rows per page of every list: no page loads the whole library
+GRADIO_FOLDER = "gradio"  # HOME/gradio: Gradio's upload folder and cache (app/dashboard/app.py)
 
 
 @dataclass
 class DashboardContext:
     client: UniNoteClient
+    upload_root: Path | None = None  # Gradio's upload folder, the only place uploads are read from; None = HOME/gradio
     page_size: int = PAGE_SIZE
+
+    def __post_init__(self) -> None:
+        if self.upload_root is None:
+            self.upload_root = (self.client.settings.home / GRADIO_FOLDER).resolve()
 
     def user(self, request: gr.Request | None) -> User:
         """The signed-in account of a Gradio request. Raises gr.Error when there is none (the ASGI guard

@@ -30,10 +30,13 @@ class Action(StrEnum):
     USER_ACTIVE = "user_active"  # an account was enabled or disabled
     USER_PASSWORD = "user_password"  # an account's password was replaced
     SIGN_IN = "sign_in"  # a successful dashboard sign-in
-    SIGN_IN_FAILED = "sign_in_failed"  # a refused sign-in (target: the username tried)
     API_CALL = "api_call"  # one authenticated HTTP API call (actor "api-key:<id>", target "METHOD /path")
     API_KEY = "api_key"  # an API key was created or revoked (target: "api-key:<id>")
     BANK = "bank"  # a bank or its entries changed (target: "bank:<name>")
+    SIGN_IN_FAILED = "sign_in_failed"  # a refused sign-in (target: the account, "user:?" for an unknown name)
+    SIGN_IN_THROTTLED = "sign_in_throttled"  # sign-ins refused unchecked: too many attempts (once a minute per key)
+    SIGN_OUT = "sign_out"  # a dashboard session ended by its user
+    FILE_REFUSED = "file_refused"  # a dashboard request named a file it had not uploaded (target: "file:<path>")
 
 
 ACTIONS = tuple(a.value for a in Action)

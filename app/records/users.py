@@ -2,7 +2,8 @@
 
 Plain functions over a Session (the caller owns the transaction: app.records.db.transaction); they
 return `User` dataclasses, never ORM rows, and never the password hash. The table is created by
-Alembic revision 0003. Every account change should also be written to the audit log
+Alembic revision 0003; 0004 adds `session_generation`, bumped by every password, role or active change so
+that the account's dashboard sessions end (app/records/web_sessions.py). Every account change should also be written to the audit log
 (app.records.audit_log); app/moderation.py does both in one transaction.
 """
 
@@ -24,7 +25,7 @@ from app.records.paging import check_page
 
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@\-]{2,64}$")
 MIN_PASSWORD_CHARS = 8
-RESERVED_USERNAMES = {"cli", "system"}  # actors of non-dashboard changes in the audit log
+RESERVED_USERNAMES = {"cli", "system", "anonymous"}  # actors of non-dashboard changes / unknown names in the log
 _HASHER = PasswordHasher()  # argon2id, the library's RFC 9106 "low memory" defaults
 
 
@@ -53,6 +54,7 @@ class UserRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (CheckConstraint(f"role IN {ROLES!r}", name="role"),)
 
@@ -116,7 +118,7 @@ def add_user(session: Session, username: str, password: str, role: Role | str = 
                   created_at=now, updated_at=now)
     session.add(row)
     session.flush()
-    return _to_user(row)
+    return to_user(row)
 
 
 def authenticate(session: Session, username: str, password: str) -> User | None:
@@ -135,7 +137,7 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
         row.password_hash = _HASHER.hash(password)
     row.last_login_at = utcnow()
     session.flush()
-    return _to_user(row)
+    return to_user(row)
 
 
 def _verify(stored: str, password: str) -> bool:
@@ -151,14 +153,14 @@ _DUMMY_HASH = _HASHER.hash("not-a-real-password")
 def get_user(session: Session, username: str) -> User | None:
     """The account named `username`, or None."""
     row = session.scalar(select(UserRow).where(UserRow.username == (username or "").strip()))
-    return None if row is None else _to_user(row)
+    return None if row is None else to_user(row)
 
 
 def list_users(session: Session, offset: int = 0, limit: int = 100) -> list[User]:
     """One page of accounts by username. Raises ValueError for a bad page."""
     check_page(offset, limit)
     query = select(UserRow).order_by(UserRow.username).offset(offset).limit(limit)
-    return [_to_user(r) for r in session.scalars(query)]
+    return [to_user(r) for r in session.scalars(query)]
 
 
 def count_users(session: Session, role: Role | str | None = None, active_only: bool = False) -> int:
@@ -172,27 +174,36 @@ def count_users(session: Session, role: Role | str | None = None, active_only: b
 
 
 def set_role(session: Session, username: str, role: Role | str) -> User:
-    """Change an account's role. Raises RecordNotFoundError('user', name), ValueError for a bad role."""
+    """Change an account's role (ends its dashboard sessions). Raises RecordNotFoundError('user', name), ValueError for a bad role."""
     row = _row(session, username)
     row.role, row.updated_at = role_of(role).value, utcnow()
+    _end_sessions(row)
     session.flush()
-    return _to_user(row)
+    return to_user(row)
 
 
 def set_active(session: Session, username: str, active: bool) -> User:
-    """Enable or disable an account (a disabled account cannot sign in). Raises RecordNotFoundError."""
+    """Enable or disable an account (a disabled account cannot sign in; its dashboard sessions end).
+    Raises RecordNotFoundError."""
     row = _row(session, username)
     row.active, row.updated_at = bool(active), utcnow()
+    _end_sessions(row)
     session.flush()
-    return _to_user(row)
+    return to_user(row)
 
 
 def set_password(session: Session, username: str, password: str) -> User:
-    """Replace an account's password. Raises RecordNotFoundError, ValueError for a short password."""
+    """Replace an account's password (ends its dashboard sessions). Raises RecordNotFoundError, ValueError for
+    a short password."""
     row = _row(session, username)
     row.password_hash, row.updated_at = hash_password(password), utcnow()
+    _end_sessions(row)
     session.flush()
-    return _to_user(row)
+    return to_user(row)
+
+
+def _end_sessions(row: UserRow) -> None:
+    row.session_generation = (row.session_generation or 0) + 1
 
 
 def _row(session: Session, username: str) -> UserRow:
@@ -202,6 +213,7 @@ def _row(session: Session, username: str) -> UserRow:
     return row
 
 
-def _to_user(row: UserRow) -> User:
+def to_user(row: UserRow) -> User:
+    """The dataclass of a row (for app.records modules that join users)."""
     return User(id=row.id, username=row.username, role=Role(row.role), active=bool(row.active),
                 created_at=row.created_at, updated_at=row.updated_at, last_login_at=row.last_login_at)

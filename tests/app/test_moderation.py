@@ -71,3 +71,24 @@ def test_decide_and_sign_in_are_logged(people):
     assert moderation.sign_in(people, "mod1", "wrong password") is None
     assert moderation.sign_in(people, "mod1", "moderator password").username == "mod1"
     assert [e.action for e in _entries(people)[:2]] == [Action.SIGN_IN, Action.SIGN_IN_FAILED]
+
+
+def test_refused_sign_ins_under_unknown_names_do_not_write_the_name(people):
+    name = "<script>alert(1)</script>" + "x" * 500
+    assert moderation.sign_in(people, name, "whatever password", "10.0.0.9") is None
+    entry = _entries(people, Action.SIGN_IN_FAILED)[0]
+    assert (entry.actor, entry.target) == (moderation.UNKNOWN_ACTOR, "user:?")
+    assert entry.details == {"client": "10.0.0.9", "name_sha256": moderation.name_digest(name)}
+    assert "script" not in entry.describe()
+    assert moderation.sign_in(people, "mod1", "wrong password") is None  # a real account keeps its name
+    assert _entries(people, Action.SIGN_IN_FAILED)[0].actor == "mod1"
+
+
+def test_sign_out_ends_the_session_and_is_logged(people):
+    from app.records import users, web_sessions
+
+    with transaction(people) as s:
+        token = web_sessions.open_session(s, users.get_user(s, "mod1").id, 60, "10.0.0.9")
+    assert moderation.sign_out(people, token, "10.0.0.9").username == "mod1"
+    assert moderation.sign_out(people, token) is None  # already ended: nothing logged twice
+    assert [(e.actor, e.action) for e in _entries(people, Action.SIGN_OUT)] == [("mod1", Action.SIGN_OUT)]

@@ -19,7 +19,7 @@ from compose_support import ENV_EXAMPLE, SCALING_DOC, referenced_variables
 
 # Variables the app services set that are not UniNote settings: read by libraries, not by app/settings.py.
 LIBRARY_VARIABLES = {"OMP_NUM_THREADS"}
-STRONG = "0123456789abcdef0123456789abcdef"  # stands for a real secret
+STRONG = "4f1c9a7e2b8d06c35e9a1f7b3d2c8e60a5b4f9d1c7e3a2b8f06d5c4e9a1b7f3d"  # stands for a real secret (32 random bytes)
 
 
 def documented_variables() -> dict[str, str]:

@@ -1,6 +1,7 @@
 """The dashboard in headless Chromium against a real server process: sign in, check an uploaded real
 photo that is a planted copy, see the match and its evidence, record a decision and find it in the audit
-log; a wrong password is refused; a moderator cannot reach the admin pages. The check page's screenshot
+log; a wrong password is refused; a moderator cannot reach the admin pages; the Sign out button ends the
+session (by POST: the old cookie is refused afterwards). The check page's screenshot
 is kept in artifacts/dashboard/check_page.png."""
 
 from __future__ import annotations
@@ -85,8 +86,21 @@ def test_an_admin_manages_accounts(page, dashboard_server):
     expect(page.locator("#audit-table")).to_contain_text("user:mod2", timeout=UI_TIMEOUT_MS)
 
 
+def test_sign_out_ends_the_session(page, dashboard_server):
+    sign_in(page, dashboard_server, "mod1")
+    expect(page.locator("#header")).to_contain_text("Signed in as mod1", timeout=UI_TIMEOUT_MS)
+    cookie = next(c["value"] for c in page.context.cookies() if c["name"] == "uninote_session")
+    page.click("#sign-out")
+    expect(page.locator("#username")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    assert page.url.endswith("/login")
+    page.goto(dashboard_server.url + "/dashboard/")
+    expect(page.locator("#username")).to_be_visible()  # sent to the sign-in form again
+    with httpx.Client(base_url=dashboard_server.url, timeout=10, cookies={"uninote_session": cookie}) as http:
+        assert http.get("/dashboard/config").status_code == 401  # the old cookie, replayed
+
+
 def test_the_server_refuses_anonymous_api_calls(dashboard_server):
-    with httpx.Client(base_url=dashboard_server.url, timeout=10) as http:
+    with httpx.Client(base_url=dashboard_server.url, timeout=10, headers={"origin": dashboard_server.url}) as http:
         for method, path in [("GET", "/dashboard/gradio_api/info"), ("POST", "/dashboard/gradio_api/queue/join"),
                              ("POST", "/dashboard/gradio_api/upload"), ("GET", "/admin/config")]:
             assert http.request(method, path).status_code == 401, path
