@@ -15,6 +15,7 @@ from fastapi.responses import RedirectResponse
 
 from app.client import UniNoteClient
 from app.dashboard import accounts_page, audit_log_page, check_page, library_page, queue_page, thresholds_page
+from app.dashboard import backfills_page
 from app.dashboard.auth import (SESSION_RECHECK_S, AccountCache, SessionCodec, SignInGuard, add_auth_routes,
                                 username_of)
 from app.dashboard.context import DashboardContext
@@ -53,6 +54,7 @@ def build_dashboard(ctx: DashboardContext) -> gr.Blocks:
             thresholds_page.build_report(ctx, demo)
         with gr.Tab("Audit log", id="audit"):
             audit_log_page.build(ctx, demo)
+        backfills_page.tab(ctx, demo)
     return demo
 
 
