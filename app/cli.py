@@ -87,19 +87,21 @@ def _read_note(arg: str, allow_outside: bool) -> Note:
     """The note of a JSON file, image paths against its folder (inside it unless allow_outside)."""
     path = Path(arg)
     try:
-        raw = json.loads(path.read_bytes().decode("utf-8"))
+        data = path.read_bytes()
+        raw = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:
-        raise click.BadParameter(f"{arg}: not UTF-8 (byte {e.start}: {e.reason})") from None
+        raise click.ClickException(f"{arg}: not UTF-8: byte 0x{data[e.start]:02x} at offset {e.start} "
+                                   f"({e.reason})") from None
     except json.JSONDecodeError as e:
-        raise click.BadParameter(f"{arg}: not JSON: {e.msg} (line {e.lineno})") from None
+        raise click.ClickException(f"{arg}: not JSON: {e.msg} (line {e.lineno})") from None
     except OSError as e:
-        raise click.BadParameter(f"{arg}: cannot read it ({e.strerror or e})") from None
+        raise click.ClickException(f"{arg}: cannot read it ({e.strerror or e})") from None
     try:
         return Note.model_validate(raw).resolve_images(path.parent, allow_outside=allow_outside)
     except ValidationError as e:
-        raise click.BadParameter(f"{arg}: {describe_validation_error(e)}") from None
+        raise click.ClickException(f"{arg}: {describe_validation_error(e)}") from None
     except ImagePathError as e:
-        raise click.BadParameter(f"{arg}: note {e.note_id!r}: {e}") from None
+        raise click.ClickException(f"{arg}: note {e.note_id!r}: {e}") from None
 
 
 @main.command()
