@@ -1,10 +1,11 @@
-# The two set-up commands of the README: `make demo` (the main job) and `make test` (every test).
+# The two set-up commands of the README: `make demo` (the main job) and `make test` (every test, after
+# preparing the machine: system packages and the loopback services, scripts/test_setup.sh).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test vllm-env bench
+.PHONY: setup demo test test-machine vllm-env bench
 
 setup: $(VENV)/.installed
 
@@ -20,5 +21,8 @@ demo: setup
 vllm-env:
 	bash scripts/setup_vllm_venv.sh
 
-test: setup vllm-env
+test-machine:
+	bash scripts/test_setup.sh
+
+test: test-machine setup vllm-env
 	$(VENV)/bin/pytest -v --durations=25

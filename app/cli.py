@@ -1,4 +1,9 @@
-"""The `uninote` command line (click). Every command is a thin shell over a plain function."""
+"""The `uninote` command line (click). Every command is a thin shell over a plain function.
+
+Failures of services (database, broker, Qdrant, encoder unreachable) end any command with one line naming
+the service, its URL (password masked) and `uninote healthcheck`, and exit status 1
+(app.service_errors.service_failure); `uninote --debug ...` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,11 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from app.notes import Note, describe_validation_error
+from app.notes import ImagePathError, Note, describe_validation_error
 from app.settings import get_settings
+
+ALLOW_OUTSIDE_HELP = ("Read image paths that resolve outside the notes file's folder (absolute, ../, symlinks): "
+                      "only for a trusted local run.")
 
 
 def _open_library():
@@ -19,9 +27,31 @@ def _open_library():
     return Library.open(get_settings())
 
 
-@click.group()
+class _Commands(click.Group):
+    """The command group: a service failure or a records-configuration error becomes one line and exit 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as e:
+            if ctx.params.get("debug"):
+                raise
+            from app.records.errors import MigrationPermissionError
+            from app.service_errors import service_failure
+
+            failure = e if isinstance(e, MigrationPermissionError) else service_failure(e, get_settings())
+            if failure is None:
+                raise
+            click.echo(f"error: {failure}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Commands)
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
-def main(verbose: bool) -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of a failure instead of one line.")
+def main(verbose: bool, debug: bool) -> None:
     """UniNote: find near-duplicate and infringing notes."""
     import logging
 
@@ -32,12 +62,13 @@ def main(verbose: bool) -> None:
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--batch-size", default=32, show_default=True, help="Notes encoded per batch.")
 @click.option("--force", is_flag=True, help="Re-index notes whose content did not change.")
-def ingest(path: Path, batch_size: int, force: bool) -> None:
+@click.option("--allow-outside", is_flag=True, help=ALLOW_OUTSIDE_HELP)
+def ingest(path: Path, batch_size: int, force: bool, allow_outside: bool) -> None:
     """Validate and index the notes in PATH (a folder with notes.jsonl, or a .jsonl file)."""
     from app.library import IndexResult
     from app.notes import load_notes
 
-    notes, bad = load_notes(path)
+    notes, bad = load_notes(path, allow_outside=allow_outside)
     for b in bad:
         click.echo(f"bad record: {b}", err=True)
     lib = _open_library()
@@ -52,33 +83,42 @@ def ingest(path: Path, batch_size: int, force: bool) -> None:
     lib.close()
 
 
-def _read_note(arg: str) -> Note:
+def _read_note(arg: str, allow_outside: bool) -> Note:
+    """The note of a JSON file, image paths against its folder (inside it unless allow_outside)."""
     path = Path(arg)
-    if not path.is_file():
-        raise click.BadParameter(f"{arg!r} is neither a note JSON file nor a stored note id")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+        raw = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise click.ClickException(f"{arg}: not UTF-8: byte 0x{data[e.start]:02x} at offset {e.start} "
+                                   f"({e.reason})") from None
     except json.JSONDecodeError as e:
-        raise click.BadParameter(f"{arg}: not JSON: {e.msg}") from None
+        raise click.ClickException(f"{arg}: not JSON: {e.msg} (line {e.lineno})") from None
+    except OSError as e:
+        raise click.ClickException(f"{arg}: cannot read it ({e.strerror or e})") from None
     try:
-        return Note.model_validate(raw).resolve_images(path.parent)
+        return Note.model_validate(raw).resolve_images(path.parent, allow_outside=allow_outside)
     except ValidationError as e:
-        raise click.BadParameter(f"{arg}: {describe_validation_error(e)}") from None
+        raise click.ClickException(f"{arg}: {describe_validation_error(e)}") from None
+    except ImagePathError as e:
+        raise click.ClickException(f"{arg}: note {e.note_id!r}: {e}") from None
 
 
 @main.command()
 @click.argument("note", metavar="NOTE_JSON_OR_ID")
 @click.option("--limit", default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def check(note: str, limit: int, as_json: bool) -> None:
+@click.option("--allow-outside", is_flag=True, help=ALLOW_OUTSIDE_HELP)
+def check(note: str, limit: int, as_json: bool, allow_outside: bool) -> None:
     """Audit a note (a JSON file, or the id of a stored note) against the library."""
     from encoder.types import InputError
 
+    query = _read_note(note, allow_outside) if Path(note).is_file() else None  # bad input before any service
     lib = _open_library()
     try:
-        report = lib.check_stored(note, limit=limit) if not Path(note).is_file() else lib.check(_read_note(note), limit=limit)
+        report = lib.check_stored(note, limit=limit) if query is None else lib.check(query, limit=limit)
     except (InputError, KeyError) as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(e.args[0] if isinstance(e, KeyError) else str(e)) from None
     finally:
         lib.close()
     if as_json:
@@ -121,19 +161,26 @@ def demo(data: Path | None, seed: int, text_notes: int) -> None:
 @click.argument("note_id")
 def delete(note_id: str) -> None:
     """Delete a stored note (its global vector and every element)."""
+    from app.records.errors import RecordNotFoundError
+
     lib = _open_library()
-    lib.delete(note_id)
-    lib.close()
+    try:
+        lib.delete(note_id)
+    except RecordNotFoundError:
+        raise click.ClickException(f"no note {note_id!r} in the library (nothing deleted)") from None
+    finally:
+        lib.close()
     click.echo(f"deleted {note_id}")
 
 
 @main.command()
 def migrate() -> None:
-    """Create or upgrade the records database (Alembic upgrade head)."""
-    from app.records.db import migrate as run_migrations
+    """Create or upgrade the records database (Alembic upgrade head), as MIGRATION_DATABASE_URL's role when
+    set; on PostgreSQL, DATABASE_URL's role is then made the application role (docs/scaling.md)."""
+    from app.records.roles import migrate_with_roles
 
-    url = get_settings().resolved_database_url
-    run_migrations(url)
+    for warning in migrate_with_roles(get_settings()):
+        click.echo(f"warning: {warning}", err=True)
     click.echo("database is at the latest revision")
 
 
@@ -153,26 +200,83 @@ def worker(queues: str, concurrency: int, pool: str) -> None:
 
 
 @main.command()
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
 @click.option("--detach", is_flag=True, help="Queue the backfill and return at once (with CELERY_BROKER_URL).")
 @click.option("--restart", is_flag=True, help="A new job from line 0 even if one is unfinished.")
 @click.option("--batch-size", default=32, show_default=True)
-def backfill(path: Path, detach: bool, restart: bool, batch_size: int) -> None:
-    """Index a whole notes file as a resumable backfill job, with a progress bar."""
-    from workers.backfill import run_backfill
+@click.option("--allow-outside", is_flag=True, help=ALLOW_OUTSIDE_HELP)
+@click.option("--status", "show_status", is_flag=True, help="List the recent jobs; stalled ones say how to resume.")
+@click.option("--resume", "resume_id", type=int, default=None, metavar="ID",
+              help="Set job ID running again and queue its batch at the stored cursor (a stalled, paused or "
+                   "failed job).")
+def backfill(path: Path | None, detach: bool, restart: bool, batch_size: int, allow_outside: bool,
+             show_status: bool, resume_id: int | None) -> None:
+    """Index a whole notes file as a resumable backfill job, with a progress bar; or list (--status) or
+    resume (--resume ID) jobs."""
+    from app.records.errors import RecordNotFoundError
+    from workers.backfill import list_jobs, resume_backfill, run_backfill
 
+    if sum((path is not None, show_status, resume_id is not None)) != 1:
+        raise click.UsageError("give one of PATH, --status or --resume ID")
+    if show_status:
+        views = list_jobs()
+        for view in views:
+            click.echo(view.describe())
+        if not views:
+            click.echo("no backfill jobs yet")
+        return
     with click.progressbar(length=0, label="backfill", show_pos=True) as bar:
         def progress(status) -> None:
             bar.length = status.total or bar.length
             bar.update(status.cursor - bar.pos)
 
-        status = run_backfill(path.resolve(), detach=detach, progress_callback=None if detach else progress,
-                              batch_size=batch_size, restart=restart)
+        callback = None if detach else progress
+        if resume_id is not None:
+            try:
+                status = resume_backfill(resume_id, detach=detach, progress_callback=callback)
+            except RecordNotFoundError:
+                raise click.ClickException(f"no backfill job {resume_id} (`uninote backfill --status` lists them)") from None
+        else:
+            status = run_backfill(path.resolve(), detach=detach, progress_callback=callback, batch_size=batch_size,
+                                  restart=restart, allow_outside=allow_outside)
     click.echo(status.describe())
     for e in status.errors[:20]:
         click.echo(f"  line {e.line} {e.note_id or ''}: {e.error}", err=True)
     if status.status == "failed":
         sys.exit(1)
+
+
+@main.group()
+def audit() -> None:
+    """The audit log."""
+
+
+@audit.command("verify")
+@click.option("--anchor", default=None, metavar="ID:HASH",
+              help="An entry id and hash printed by an earlier verify: it must still be there, unchanged.")
+def audit_verify(anchor: str | None) -> None:
+    """Check the audit log's hash chain: exit 1 naming every deleted, edited or inserted entry."""
+    from app.records.audit_log import verify_chain
+    from app.records.db import make_engine, migrate, session_factory
+
+    pinned = None
+    if anchor is not None:
+        entry_id, sep, digest = anchor.partition(":")
+        if not (sep and entry_id.isdigit() and len(digest) == 64):
+            raise click.BadParameter(f"{anchor!r}: expected ID:HASH (64 hex digits)", param_hint="--anchor")
+        pinned = (int(entry_id), digest.lower())
+    url = get_settings().resolved_database_url
+    migrate(url)
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as s:
+            report = verify_chain(s, anchor=pinned)
+    finally:
+        engine.dispose()
+    for problem in report.problems:
+        click.echo(f"tampered: {problem}", err=True)
+    click.echo(report.describe())
+    sys.exit(0 if report.ok else 1)
 
 
 @main.command()

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
 
     # Records (app/records)
     database_url: str | None = Field(None, description="SQLAlchemy URL; unset = SQLite at HOME/uninote.db.")
+    migration_database_url: str | None = Field(
+        None, description="PostgreSQL URL of the owner role `uninote migrate` uses (DATABASE_URL is then the "
+                          "application's role, which may not rewrite the audit log); unset = DATABASE_URL.")
 
     # Encoder (encoder/)
     checkpoint: Path | None = Field(None, description="Encoder checkpoint folder; unset = the shipped one.")
@@ -63,6 +66,11 @@ class Settings(BaseSettings):
     # Workers (workers/)
     celery_broker_url: str | None = Field(None, description="Broker URL; unset = tasks run in-process.")
     celery_result_backend: str | None = None
+    batch_time_limit_s: float = Field(
+        300.0, gt=0, description="Longest a backfill / re-index batch may run (Celery soft time limit); the "
+                                 "broker's visibility timeout is derived from it (workers/celery_app.py).")
+    backfill_stall_factor: float = Field(
+        5.0, gt=0, description="A running backfill without progress for this many batch times is shown stalled.")
 
     # Dashboard (app/dashboard)
     secret_key: str | None = Field(
@@ -98,7 +106,7 @@ class Settings(BaseSettings):
         check_strong(self.secret_key, "ENVIRONMENT=production")  # a ValueError: pydantic reports it
         if self.qdrant_url and _is_placeholder(self.qdrant_api_key):
             raise ValueError("QDRANT_API_KEY must be set to a real secret when ENVIRONMENT=production")
-        for name in ("database_url", "celery_broker_url", "celery_result_backend"):
+        for name in ("database_url", "migration_database_url", "celery_broker_url", "celery_result_backend"):
             url = getattr(self, name)
             password = urlsplit(url).password if url else None
             if password is not None and _is_placeholder(password):
@@ -113,6 +121,11 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'uninote.db').as_posix()}"
+
+    @property
+    def resolved_migration_url(self) -> str:
+        """The URL `uninote migrate` connects with: MIGRATION_DATABASE_URL, else the records database's."""
+        return self.migration_database_url or self.resolved_database_url
 
 
 def _is_placeholder(secret: str | None) -> bool:

@@ -53,13 +53,15 @@ def stop_worker(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout_s: fl
         pass
 
 
-def wait_for(predicate, what: str, proc: subprocess.Popen, log: Path, timeout_s: float = JOB_TIMEOUT_S):
+def wait_for(predicate, what: str, proc: subprocess.Popen | None, log: Path, timeout_s: float = JOB_TIMEOUT_S):
+    """predicate()'s first truthy value, polled every 0.2 s; fails with the log's tail when `proc` (a worker,
+    or None when none runs) exits or timeout_s passes."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             pytest.fail(f"worker exited ({proc.returncode}) while waiting for {what}:\n{log.read_text()[-3000:]}")
         time.sleep(0.2)
     pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")

@@ -8,6 +8,11 @@ each; the row's cursor says which lines are committed. So:
 - `pause_backfill(id)` stops the chain after the batch in progress; `resume_backfill(id)` queues the
   batch at the stored cursor. A resumed job never redoes a committed batch; if the old chain is still
   alive the two deliveries of a batch race on the cursor and only one commits (the other stops).
+- `list_jobs()` gives the recent jobs, each with how long it has been stalled (a running job whose chain
+  died with every worker: no progress for BACKFILL_STALL_FACTOR batch times), for `uninote backfill
+  --status` and the dashboard; `uninote backfill --resume ID` is resume_backfill.
+- A broker that cannot be reached when a batch is queued fails the job (reason kept; running the command
+  again resumes it) and raises app.service_errors.ServiceUnavailableError naming the broker.
 With a broker these functions only touch the records database (never the vector store, which a worker
 holds); without one (the embedded default) the batches run right here, in this process.
 """
@@ -16,13 +21,16 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.records.backfills import BackfillKind, BackfillState, BackfillStatus, get_backfill, set_backfill_state
+from app.records.backfills import (BackfillKind, BackfillState, BackfillStatus, BackfillView, get_backfill,
+                                   list_backfill_views, set_backfill_state)
 from app.records.db import make_engine, migrate, session_factory, transaction
+from app.service_errors import ServiceUnavailableError, mask_url, service_failure
 from app.settings import Settings, get_settings
 from workers import pipeline, runtime
 from workers.celery_app import app, is_eager
@@ -40,6 +48,11 @@ def job_sessions(settings: Settings | None = None) -> sessionmaker[Session]:
     """Sessions on the records database (migrated to head once per process). In-process mode: the Library's."""
     if is_eager(app):
         return runtime.get_library(settings).sessions
+    return records_sessions(settings)
+
+
+def records_sessions(settings: Settings | None = None) -> sessionmaker[Session]:
+    """Sessions on the records database alone (migrated to head once per process): no store, no encoder."""
     url = (settings or get_settings()).resolved_database_url
     with _sessions_lock:
         if url not in _sessions:
@@ -54,19 +67,34 @@ def backfill_status(backfill_id: int, settings: Settings | None = None) -> Backf
         return get_backfill(s, backfill_id)
 
 
+def list_jobs(settings: Settings | None = None, *, offset: int = 0, limit: int = 20,
+              now: datetime | None = None) -> list[BackfillView]:
+    """The newest jobs first, each with its stalled time (BackfillStatus.stalled_for with the settings'
+    BACKFILL_STALL_FACTOR and BATCH_TIME_LIMIT_S) as of `now` (default: the current time). Opens only the
+    records database."""
+    settings = settings or get_settings()
+    with records_sessions(settings)() as s:
+        return list_backfill_views(s, factor=settings.backfill_stall_factor,
+                                   default_batch_s=settings.batch_time_limit_s, now=now, offset=offset, limit=limit)
+
+
 def run_backfill(path: Path, detach: bool = False, progress_callback: ProgressCallback | None = None, *,
-                 batch_size: int = pipeline.DEFAULT_BATCH_SIZE, restart: bool = False,
+                 batch_size: int = pipeline.DEFAULT_BATCH_SIZE, restart: bool = False, allow_outside: bool = False,
                  settings: Settings | None = None) -> BackfillStatus:
     """Index every note of a notes file (a notes.jsonl, or a folder holding one) as a backfill job.
 
     Resumes the file's unfinished job if there is one (restart=True: a new job from line 0).
+    allow_outside: its notes may name images outside the file's folder (a trusted local run; kept on the
+    job, so its later batches and resumes read them too).
     progress_callback(status) is called after every batch (in-process) or every POLL_INTERVAL_S (broker).
     detach: return as soon as the first batch is queued (broker mode; in-process there is nobody else to do
     the work, so the job runs to the end here all the same). Returns the job's status at return.
-    Raises FileNotFoundError when there is no notes file at `path`.
+    Raises FileNotFoundError when there is no notes file at `path`, ServiceUnavailableError when the
+    broker cannot be reached (the job is then failed with that reason).
     """
     sessions = job_sessions(settings)
-    job, _ = pipeline.start_backfill(sessions, path, batch_size=batch_size, restart=restart)
+    job, _ = pipeline.start_backfill(sessions, path, batch_size=batch_size, restart=restart,
+                                     allow_outside=allow_outside)
     return _run(job, sessions, detach, progress_callback)
 
 
@@ -95,29 +123,41 @@ def pause_backfill(backfill_id: int, settings: Settings | None = None) -> Backfi
 
 def reindex_library(model_version: str, checkpoint: Path | None = None, detach: bool = False,
                     progress_callback: ProgressCallback | None = None, *,
-                    batch_size: int = pipeline.DEFAULT_BATCH_SIZE, settings: Settings | None = None) -> BackfillStatus:
+                    batch_size: int = pipeline.DEFAULT_BATCH_SIZE, allow_outside: bool = False,
+                    settings: Settings | None = None) -> BackfillStatus:
     """Re-embed every indexed note with the encoder of `model_version` (from the compact checkpoint folder
     `checkpoint`; default: the workers' configured encoder, which must be that version), beside the active
     vectors; search keeps using the old vectors until the last batch switches the aliases.
-    Resumes an unfinished re-index to the same version. Returns the job's status at return."""
+    Resumes an unfinished re-index to the same version. allow_outside: notes whose images lie outside their
+    source file's folder are re-read too. Returns the job's status at return."""
     sessions = job_sessions(settings)
     ckpt = str(Path(checkpoint).resolve()) if checkpoint else None
-    job, _ = pipeline.start_reindex(sessions, model_version, checkpoint=ckpt, batch_size=batch_size)
+    job, _ = pipeline.start_reindex(sessions, model_version, checkpoint=ckpt, batch_size=batch_size,
+                                    allow_outside=allow_outside)
     return _run(job, sessions, detach, progress_callback)
 
 
-def _enqueue(job: BackfillStatus) -> None:
-    if job.kind == BackfillKind.BACKFILL:
-        backfill_task.apply_async((job.source, job.cursor, job.id))
-    else:
-        reindex_library_task.apply_async((job.model_version, job.checkpoint, job.id, job.cursor))
+def _enqueue(job: BackfillStatus, sessions: sessionmaker[Session]) -> None:
+    """Queue the job's batch at its cursor; an unreachable broker fails the job rather than leaving it running."""
+    try:
+        if job.kind == BackfillKind.BACKFILL:
+            backfill_task.apply_async((job.source, job.cursor, job.id))
+        else:
+            reindex_library_task.apply_async((job.model_version, job.checkpoint, job.id, job.cursor))
+    except Exception as exc:
+        failure = service_failure(exc, app.conf.uninote_settings)
+        if failure is None:
+            raise
+        broker = ServiceUnavailableError("broker", mask_url(app.conf.broker_url), failure.reason)
+        pipeline.fail_job(sessions, job.id, f"could not queue the batch at cursor {job.cursor}: {broker}")
+        raise broker from exc
 
 
 def _run(job: BackfillStatus, sessions: sessionmaker[Session], detach: bool,
          progress_callback: ProgressCallback | None) -> BackfillStatus:
     if is_eager(app):
         return _run_here(job, sessions, progress_callback)
-    _enqueue(job)
+    _enqueue(job, sessions)
     if detach:
         return job
     return follow(job.id, sessions, progress_callback)

@@ -9,6 +9,11 @@
   (a worker reserves one message per process, so long batches are not stuck behind a busy process).
   Every task is idempotent (deterministic point ids, conditional cursor commits), so a second delivery is safe.
 - Queues: `index` (index/delete notes), `backfill` (backfills, re-index), `audit` (look-back).
+- Time limits and redelivery: a batch (backfill, re-index) may run BATCH_TIME_LIMIT_S (Celery's soft time
+  limit; the hard one HARD_LIMIT_MARGIN_S later), and the Redis transport's visibility timeout, after which
+  a message a dead worker took is delivered again, is derived from that limit (`visibility_timeout_s`)
+  instead of kombu's default hour: long enough for a reserved message to wait for a busy process and run,
+  and for a retry's countdown (workers/failures.py), never so short that a live batch is delivered twice.
 
 Start a worker with `uninote worker` (workers/worker.py) or `celery -A workers.celery_app worker -Q index,backfill,audit`.
 With the embedded local-mode Qdrant only one process may open the store: run one worker with concurrency 1,
@@ -34,6 +39,22 @@ WEBHOOK_QUEUE = "webhooks"
 QUEUES = (INDEX_QUEUE, BACKFILL_QUEUE, AUDIT_QUEUE, WEBHOOK_QUEUE)
 LIBRARY_FREE_QUEUES = {WEBHOOK_QUEUE}  # their tasks need only the records database (no store, no encoder)
 EAGER_BROKER = "memory://"  # placeholder broker of the in-process mode (never connected to)
+HARD_LIMIT_MARGIN_S = 30  # the hard time limit kills a batch this long after its soft limit
+BATCH_TASKS = ("uninote.backfill", "uninote.reindex_library")
+
+
+def batch_time_limits(settings: Settings) -> dict[str, float]:
+    """apply_async options of one batch task: {"soft_time_limit", "time_limit"} in seconds."""
+    return {"soft_time_limit": settings.batch_time_limit_s,
+            "time_limit": settings.batch_time_limit_s + HARD_LIMIT_MARGIN_S}
+
+
+def visibility_timeout_s(settings: Settings) -> float:
+    """Seconds before Redis hands a taken, unacknowledged message to another worker: a reserved message may
+    wait one batch for its process (prefetch 1), then run one batch, or wait out a retry's countdown."""
+    from workers.failures import RETRY_BACKOFF_MAX_S
+
+    return 2 * batch_time_limits(settings)["time_limit"] + RETRY_BACKOFF_MAX_S
 
 TASK_ROUTES = {
     "uninote.index_notes": {"queue": INDEX_QUEUE},
@@ -61,6 +82,8 @@ def celery_config(settings: Settings) -> dict:
         task_queues=[Queue(name, routing_key=name) for name in QUEUES],
         task_default_queue=INDEX_QUEUE,
         task_routes=TASK_ROUTES,
+        task_annotations={name: batch_time_limits(settings) for name in BATCH_TASKS},
+        broker_transport_options={"visibility_timeout": visibility_timeout_s(settings)},
         task_always_eager=eager,
         task_eager_propagates=False,  # in-process mode: retries run (a propagated Retry would end them); the
         # failure is kept in the EagerResult and raised by .get() (workers/submit.py calls it)

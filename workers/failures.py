@@ -72,5 +72,9 @@ def backoff_s(retries: int) -> int:
 
 def describe(exc: BaseException) -> str:
     """'TypeName: message' on one line, for registry rows and backfill rows."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return "SoftTimeLimitExceeded: the batch ran over BATCH_TIME_LIMIT_S (use a smaller --batch-size)"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -21,9 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from app.notes import BadRecord, Note, describe_validation_error
+from app.notes import BadRecord, Note, parse_record
 
 NOTES_FILE = "notes.jsonl"
 MAX_CACHED_SOURCES = 8  # id indexes kept per process (an index costs ~100 bytes per note)
@@ -49,24 +47,6 @@ def count_lines(jsonl: Path) -> int:
     return n + (last != b"\n")
 
 
-def parse_line(raw: bytes, lineno: int, root: Path) -> Note | BadRecord | None:
-    """One notes.jsonl line -> a Note (image paths made absolute against `root`), a BadRecord saying what is
-    wrong, or None for a blank line. Same rules as app.notes.load_notes."""
-    text = raw.decode("utf-8", errors="replace")
-    if not text.strip():
-        return None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        return BadRecord(lineno, None, f"not JSON: {e.msg}")
-    note_id = obj.get("note_id") if isinstance(obj, dict) else None
-    note_id = note_id if isinstance(note_id, str) else None
-    try:
-        return Note.model_validate(obj).resolve_images(root)
-    except ValidationError as e:
-        return BadRecord(lineno, note_id, describe_validation_error(e))
-
-
 @dataclass
 class SourceBatch:
     """Lines [start, next_cursor) of a notes file: the valid notes (with their 1-based line numbers), the bad
@@ -79,9 +59,11 @@ class SourceBatch:
     at_end: bool = False
 
 
-def read_batch(jsonl: Path, cursor: int, cursor_bytes: int, n_lines: int) -> SourceBatch:
+def read_batch(jsonl: Path, cursor: int, cursor_bytes: int, n_lines: int, *,
+               allow_outside: bool = False) -> SourceBatch:
     """Read up to `n_lines` lines from line `cursor` (0-based count of lines already consumed), which starts at
     byte `cursor_bytes` (0 with cursor > 0 means unknown: the lines before are skipped by reading).
+    Lines are parsed by app.notes.parse_record (allow_outside: image paths outside the file's folder pass).
     at_end: the file has no line after this batch. Raises FileNotFoundError, ValueError for n_lines < 1."""
     if n_lines < 1:
         raise ValueError(f"n_lines must be >= 1, got {n_lines}")
@@ -99,7 +81,7 @@ def read_batch(jsonl: Path, cursor: int, cursor_bytes: int, n_lines: int) -> Sou
             if not raw:
                 break
             out.next_cursor += 1
-            parsed = parse_line(raw, out.next_cursor, root)
+            parsed = parse_record(raw, out.next_cursor, root, allow_outside=allow_outside)
             if isinstance(parsed, Note):
                 out.notes.append((out.next_cursor, parsed))
             elif isinstance(parsed, BadRecord):
@@ -123,7 +105,7 @@ class _IdIndex:
                     try:
                         obj = json.loads(raw)
                         note_id = obj.get("note_id") if isinstance(obj, dict) else None
-                    except json.JSONDecodeError:
+                    except ValueError:  # not JSON, or not UTF-8 (UnicodeDecodeError): a bad record
                         note_id = None
                     if isinstance(note_id, str):
                         self.offsets.setdefault(note_id, offset)  # the first occurrence wins (load_notes rule)
@@ -149,10 +131,12 @@ def _index_of(jsonl: Path) -> _IdIndex:
     return idx
 
 
-def find_notes(source: Path | str, note_ids: list[str]) -> tuple[dict[str, Note], dict[str, str]]:
+def find_notes(source: Path | str, note_ids: list[str], *,
+               allow_outside: bool = False) -> tuple[dict[str, Note], dict[str, str]]:
     """Look notes up by id in their notes file. Returns (found: id -> Note with absolute image paths,
-    missing: id -> why it could not be read: not in the file, or its line is a bad record).
-    Raises FileNotFoundError when the source file itself is gone."""
+    missing: id -> why it could not be read: not in the file, or its line is a bad record, e.g. an image
+    path outside the file's folder without allow_outside). Raises FileNotFoundError when the source file
+    itself is gone."""
     jsonl = resolve_source(source)
     idx = _index_of(jsonl)
     found: dict[str, Note] = {}
@@ -164,7 +148,7 @@ def find_notes(source: Path | str, note_ids: list[str]) -> tuple[dict[str, Note]
                 missing[note_id] = f"note {note_id!r} is not in its source {jsonl}"
                 continue
             f.seek(offset)
-            parsed = parse_line(f.readline(), 0, jsonl.parent)
+            parsed = parse_record(f.readline(), 0, jsonl.parent, allow_outside=allow_outside)
             if isinstance(parsed, Note) and parsed.note_id == note_id:
                 found[note_id] = parsed
             else:

@@ -73,10 +73,12 @@ class BatchOutcome:
 
 
 # ---- notes by id -----------------------------------------------------------------------------------------
-def load_notes_by_id(library: Library, note_ids: list[str]) -> tuple[dict[str, list[Note]], dict[str, str]]:
+def load_notes_by_id(library: Library, note_ids: list[str], *,
+                     allow_outside: bool = False) -> tuple[dict[str, list[Note]], dict[str, str]]:
     """Find each note's content through its registry row's `source`. Returns (source -> notes found there,
     note id -> why it was not found). Deleted notes count as not found (a deletion wins over an index
-    request that was queued before it)."""
+    request that was queued before it); so do notes naming images outside their file's folder, unless
+    allow_outside."""
     by_source: dict[str, list[str]] = defaultdict(list)
     missing: dict[str, str] = {}
     with library.sessions() as s:
@@ -93,7 +95,7 @@ def load_notes_by_id(library: Library, note_ids: list[str]) -> tuple[dict[str, l
     found: dict[str, list[Note]] = {}
     for source, ids in by_source.items():
         try:
-            notes, gone = find_notes(source, ids)
+            notes, gone = find_notes(source, ids, allow_outside=allow_outside)
         except FileNotFoundError as e:
             missing |= {i: f"note {i!r}: {e}" for i in ids}
             continue
@@ -111,11 +113,13 @@ def record_failures(library: Library, reasons: dict[str, str]) -> None:
                 registry.mark_failed(s, note_id, reason)
 
 
-def index_note_ids(library: Library, note_ids: list[str], *, force: bool = False) -> IndexResult:
+def index_note_ids(library: Library, note_ids: list[str], *, force: bool = False,
+                   allow_outside: bool = False) -> IndexResult:
     """Index the notes with these ids (read from their registry `source`). Notes that cannot be found or
     encoded are recorded as failed with the reason and the rest go on; deleted notes are skipped.
-    Unreachable services (store, encoder, database) raise: the caller retries the whole call."""
-    found, missing = load_notes_by_id(library, note_ids)
+    allow_outside: images outside a source file's folder are read. Unreachable services (store, encoder,
+    database) raise: the caller retries the whole call."""
+    found, missing = load_notes_by_id(library, note_ids, allow_outside=allow_outside)
     result = IndexResult()
     for source, notes in found.items():
         result.merge(library.index(notes, source=source, force=force))
@@ -156,20 +160,26 @@ def lookback(library: Library, note_id: str, *, limit: int = 10) -> AuditReport:
 
 # ---- backfills -------------------------------------------------------------------------------------------
 def start_backfill(library_or_sessions, path: Path | str, *, batch_size: int = DEFAULT_BATCH_SIZE,
-                   restart: bool = False) -> tuple[BackfillStatus, bool]:
-    """The job for this notes file: the unfinished one if there is one (resumed: state set to running), else a
-    new one at line 0. restart: always a new job. Returns (job, created). Raises FileNotFoundError."""
+                   restart: bool = False, allow_outside: bool | None = None) -> tuple[BackfillStatus, bool]:
+    """The job for this notes file: the unfinished one if there is one (resumed: state set to running, its
+    allow_outside set to this call's unless None), else a new one at line 0. restart: always a new job.
+    Returns (job, created). Raises FileNotFoundError."""
     sessions = getattr(library_or_sessions, "sessions", library_or_sessions)
     jsonl = resolve_source(path)
     source = source_label(jsonl)
     with transaction(sessions) as s:
         job = None if restart else latest_backfill(s, BackfillKind.BACKFILL, source)
         if job is not None and job.status != BackfillState.DONE:
-            if job.status != BackfillState.RUNNING:
-                job = set_backfill_state(s, job.id, BackfillState.RUNNING)
-            return job, False
+            return _resumed(s, job, allow_outside), False
         return create_backfill(s, kind=BackfillKind.BACKFILL, source=source, batch_size=batch_size,
-                               total=count_lines(jsonl)), True
+                               total=count_lines(jsonl), allow_outside=bool(allow_outside)), True
+
+
+def _resumed(session, job: BackfillStatus, allow_outside: bool | None) -> BackfillStatus:
+    """An unfinished job set running again, with allow_outside replaced unless None."""
+    if job.status == BackfillState.RUNNING and allow_outside in (None, job.allow_outside):
+        return job
+    return set_backfill_state(session, job.id, BackfillState.RUNNING, allow_outside=allow_outside)
 
 
 def _check_delivery(sessions, backfill_id: int, cursor: int, kind: BackfillKind) -> BatchOutcome | BackfillStatus:
@@ -201,7 +211,8 @@ def run_backfill_batch(library: Library, backfill_id: int, cursor: int) -> Batch
         return checked
     job = checked
     t0 = time.perf_counter()
-    batch = read_batch(Path(job.source), job.cursor, job.cursor_bytes, job.batch_size)
+    batch = read_batch(Path(job.source), job.cursor, job.cursor_bytes, job.batch_size,
+                       allow_outside=job.allow_outside)
     result = library.index([n for _, n in batch.notes], source=job.source)
     elapsed = time.perf_counter() - t0
     line_of = {n.note_id: line for line, n in batch.notes}
@@ -231,18 +242,17 @@ def fail_job(sessions, backfill_id: int, reason: str) -> BackfillStatus | None:
 
 # ---- re-index --------------------------------------------------------------------------------------------
 def start_reindex(sessions, model_version: str, *, checkpoint: str | None = None,
-                  batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[BackfillStatus, bool]:
+                  batch_size: int = DEFAULT_BATCH_SIZE, allow_outside: bool | None = None) -> tuple[BackfillStatus, bool]:
     """The re-index job to `model_version`: the unfinished one if any (resumed), else a new one whose total is
-    the number of indexed notes not yet embedded by that version. Returns (job, created)."""
+    the number of indexed notes not yet embedded by that version. allow_outside: notes whose images lie
+    outside their source file's folder are re-read too (None: a resumed job keeps its flag). Returns (job, created)."""
     with transaction(sessions) as s:
         job = latest_backfill(s, BackfillKind.REINDEX, REINDEX_SOURCE, model_version=model_version)
         if job is not None and job.status != BackfillState.DONE:
-            if job.status != BackfillState.RUNNING:
-                job = set_backfill_state(s, job.id, BackfillState.RUNNING)
-            return job, False
+            return _resumed(s, job, allow_outside), False
         return create_backfill(s, kind=BackfillKind.REINDEX, source=REINDEX_SOURCE, batch_size=batch_size,
                                total=count_notes_to_reindex(s, model_version), model_version=model_version,
-                               checkpoint=checkpoint), True
+                               checkpoint=checkpoint, allow_outside=bool(allow_outside)), True
 
 
 _reindex_libraries: dict[tuple[int, str], Library] = {}
@@ -285,7 +295,7 @@ def run_reindex_batch(library: Library, encoder: Encoder, backfill_id: int, curs
             job = get_backfill(s, backfill_id)
         return BatchOutcome(job, committed, None)
     new_lib = reindex_library(library, encoder)
-    found, missing = load_notes_by_id(library, [note_id for note_id, _ in todo])
+    found, missing = load_notes_by_id(library, [note_id for note_id, _ in todo], allow_outside=job.allow_outside)
     result = IndexResult()
     for source, notes in found.items():
         result.merge(new_lib.index(notes, source=source))

@@ -42,15 +42,16 @@ def registration_hash(note: Note) -> str:
 
 
 def submit_notes(path: Path, note_ids: list[str] | None = None, *, chunk_size: int = DEFAULT_CHUNK,
-                 settings: Settings | None = None) -> Submission:
+                 allow_outside: bool = False, settings: Settings | None = None) -> Submission:
     """Register the notes of `path` (all, or only `note_ids`) as pending and queue them for indexing.
+    allow_outside: images outside the file's folder are read (a trusted producer), here and by the worker.
     In-process mode (no broker) they are indexed before this returns, and a task's failure is raised here.
     Raises FileNotFoundError, ValueError for chunk_size < 1."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     jsonl = resolve_source(path)
     source = source_label(jsonl)
-    notes, bad = load_notes(jsonl)
+    notes, bad = load_notes(jsonl, allow_outside=allow_outside)
     out = Submission(bad=bad)
     if note_ids is not None:
         wanted = set(note_ids)
@@ -62,7 +63,7 @@ def submit_notes(path: Path, note_ids: list[str] | None = None, *, chunk_size: i
     ids = [n.note_id for n in notes]
     for start in range(0, len(ids), chunk_size):
         chunk = ids[start:start + chunk_size]
-        result = index_notes_task.apply_async((chunk,))
+        result = index_notes_task.apply_async((chunk, False, allow_outside))
         if is_eager(app):
             result.get()  # in-process: raise the task's failure here, as a plain call would
         out.task_ids.append(result.id)

@@ -46,12 +46,13 @@ class PipelineTask(Task):
 
 
 @app.task(base=PipelineTask, bind=True, name="uninote.index_notes")
-def index_notes_task(self: PipelineTask, note_ids: list[str], force: bool = False) -> dict[str, Any]:
-    """Index these notes, read from their registry `source` (workers/note_source.py).
-    Returns {"indexed": [...], "skipped": [...], "failed": {id: reason}}."""
+def index_notes_task(self: PipelineTask, note_ids: list[str], force: bool = False,
+                     allow_outside: bool = False) -> dict[str, Any]:
+    """Index these notes, read from their registry `source` (workers/note_source.py; allow_outside: images
+    outside the source file's folder are read). Returns {"indexed": [...], "skipped": [...], "failed": {id: reason}}."""
     try:
         library = runtime.get_library()
-        result = pipeline.index_note_ids(library, list(note_ids), force=force)
+        result = pipeline.index_note_ids(library, list(note_ids), force=force, allow_outside=allow_outside)
     except Exception as exc:
         self.retry_or_give_up(exc, give_up=lambda why: _record_notes_failed(note_ids, why))
     return {"indexed": result.indexed, "skipped": result.skipped, "failed": result.failed}

@@ -22,6 +22,7 @@ from app import moderation
 from app.client import UniNoteClient
 from app.dashboard import (accounts_page, audit_log_page, banks_page, check_page, library_page, queue_page,
                            thresholds_page)
+from app.dashboard import backfills_page
 from app.dashboard.auth import SessionCodec, SignInGuard, session_secret, username_of
 from app.dashboard.context import GRADIO_FOLDER, DashboardContext
 from app.dashboard.sign_in_routes import add_sign_in_routes
@@ -83,6 +84,7 @@ def build_dashboard(ctx: DashboardContext) -> gr.Blocks:
             thresholds_page.build_report(ctx, demo)
         with gr.Tab("Audit log", id="audit"):
             audit_log_page.build(ctx, demo)
+        backfills_page.tab(ctx, demo)
     return demo
 
 

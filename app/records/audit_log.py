@@ -1,9 +1,16 @@
 """The append-only audit log: who did what and when (decisions, threshold changes, account changes,
 sign-ins).
 
-Append-only twice over: this module has no update or delete function, and Alembic revision 0003 puts
-triggers on the table that refuse UPDATE and DELETE (SQLite and PostgreSQL), so not even a hand-written
-statement can rewrite history. Plain functions over a Session; they return `AuditEntry` dataclasses.
+Append-only three times over: this module has no update or delete function; Alembic revision 0003 puts
+triggers on the table that refuse UPDATE and DELETE (SQLite and PostgreSQL); and on PostgreSQL revision
+0005 gives the application its own role (`uninote_app`) without ownership and without UPDATE, DELETE or
+TRUNCATE on the log, so it cannot disable or drop those triggers either (docs/scaling.md: two roles).
+Whoever owns the table can still rewrite it, so every entry is also hash-chained to the one before
+(app/records/audit_chain.py) and the newest entry's id and hash are kept in `audit_chain_head`:
+`verify_chain` (`uninote audit verify`) finds a deleted, edited, inserted or reordered entry, and a
+deleted tail. Appends are serialised on the head row (a row lock on PostgreSQL, the write lock on
+SQLite), so concurrent writers never fork the chain.
+Plain functions over a Session; they return `AuditEntry` / `ChainReport` dataclasses.
 """
 
 from __future__ import annotations
@@ -15,11 +22,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Index, Integer, String, Text, func, select
+from sqlalchemy import Index, Integer, String, Text, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from app.records.audit_chain import GENESIS_HASH, HASH_HEX_LEN, entry_hash
 from app.records.models import Base, PortableJSON, UTCDateTime, utcnow
 from app.records.paging import check_page
+
+HEAD_ID = 1  # the one row of audit_chain_head
+VERIFY_PAGE = 1000  # entries read per query by verify_chain
 
 
 class Action(StrEnum):
@@ -53,12 +64,24 @@ class AuditLogRow(Base):
     action: Mapped[str] = mapped_column(String(32))
     target: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
+    prev_hash: Mapped[str | None] = mapped_column(String(HASH_HEX_LEN))  # row_hash of the entry before
+    row_hash: Mapped[str | None] = mapped_column(String(HASH_HEX_LEN))  # audit_chain.entry_hash of this entry
 
     __table_args__ = (
         Index("ix_audit_log_created_at", "created_at"),
         Index("ix_audit_log_action_created_at", "action", "created_at"),
         Index("ix_audit_log_actor", "actor"),
     )
+
+
+class AuditChainHeadRow(Base):
+    """The newest entry of the chain (one row, id HEAD_ID): a deleted tail of the log shows up against it."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_id: Mapped[int] = mapped_column(Integer)  # 0 while the log is empty
+    last_hash: Mapped[str] = mapped_column(String(HASH_HEX_LEN))  # GENESIS_HASH while the log is empty
 
 
 @dataclass(frozen=True)
@@ -90,10 +113,83 @@ def append(session: Session, actor: str, action: Action | str, target: str | Non
         payload = json.loads(json.dumps(payload, allow_nan=False, default=str))
     except (TypeError, ValueError) as e:
         raise ValueError(f"details: not storable as JSON: {e}") from None
-    row = AuditLogRow(created_at=utcnow(), actor=actor.strip(), action=action.value, target=target, details=payload)
+    # Take the chain's lock first (the no-op UPDATE waits for any other appender), then read the head.
+    session.execute(update(AuditChainHeadRow).where(AuditChainHeadRow.id == HEAD_ID)
+                    .values(last_id=AuditChainHeadRow.last_id).execution_options(synchronize_session=False))
+    head = session.get(AuditChainHeadRow, HEAD_ID, populate_existing=True)
+    if head is None:
+        raise RuntimeError("audit_chain_head is missing: run `uninote migrate` (revision 0005 creates it)")
+    row = AuditLogRow(id=head.last_id + 1, created_at=utcnow(), actor=actor.strip(), action=action.value,
+                      target=target, details=payload, prev_hash=head.last_hash)
+    row.row_hash = _hash_of(row)
     session.add(row)
     session.flush()
+    head.last_id, head.last_hash = row.id, row.row_hash
+    session.flush()
     return _to_entry(row)
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """What verify_chain found: entries read, the newest entry's id and hash (keep them elsewhere to prove
+    later that nothing was rewritten), and one line per problem (empty: the chain is intact)."""
+
+    entries: int
+    head_id: int
+    head_hash: str
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def describe(self) -> str:
+        state = "intact" if self.ok else f"BROKEN ({len(self.problems)} problems)"
+        return f"audit log {state}: {self.entries} entries, head entry {self.head_id} hash {self.head_hash}"
+
+
+def verify_chain(session: Session, anchor: tuple[int, str] | None = None) -> ChainReport:
+    """Recompute every entry's hash in id order and check each link and the head row.
+
+    anchor: (entry id, row_hash) printed by an earlier verification; that entry must still be there with
+    that hash (a chain rewritten from scratch by the table's owner is caught only this way).
+    Reads VERIFY_PAGE entries per query. Never raises for tampering: it is reported in `problems`.
+    """
+    problems: list[str] = []
+    expected_prev, last_id, entries = GENESIS_HASH, 0, 0
+    anchor_seen = anchor is None
+    while True:
+        rows = session.scalars(select(AuditLogRow).where(AuditLogRow.id > last_id)
+                               .order_by(AuditLogRow.id).limit(VERIFY_PAGE)).all()
+        for row in rows:
+            entries += 1
+            if row.prev_hash != expected_prev:
+                problems.append(f"entry {row.id}: its link to the entry before is broken (an entry before it "
+                                f"was deleted, inserted or edited)")
+            if row.row_hash != _hash_of(row):
+                problems.append(f"entry {row.id}: its content does not match its hash (edited)")
+            if anchor is not None and row.id == anchor[0]:
+                anchor_seen = True
+                if row.row_hash != anchor[1]:
+                    problems.append(f"entry {row.id}: hash {row.row_hash} is not the anchored {anchor[1]} "
+                                    f"(the chain was rewritten)")
+            expected_prev, last_id = row.row_hash, row.id
+        if len(rows) < VERIFY_PAGE:
+            break
+        session.expunge_all()
+    if not anchor_seen:
+        problems.append(f"entry {anchor[0]} of the anchor is missing (deleted)")
+    head = session.get(AuditChainHeadRow, HEAD_ID, populate_existing=True)
+    if head is None:
+        problems.append("the chain head row is missing (audit_chain_head was emptied)")
+    elif (head.last_id, head.last_hash) != (last_id, expected_prev):
+        problems.append(f"the head names entry {head.last_id} ({head.last_hash[:12]}...) but the newest entry is "
+                        f"{last_id} ({expected_prev[:12]}...): entries at the end were deleted or the head edited")
+    return ChainReport(entries, last_id, expected_prev, problems)
+
+
+def _hash_of(row: AuditLogRow) -> str:
+    return entry_hash(row.prev_hash or "", row.id, row.created_at, row.actor, row.action, row.target, row.details)
 
 
 def list_entries(session: Session, action: Action | str | None = None, actor: str | None = None,

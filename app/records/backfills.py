@@ -11,8 +11,14 @@ Exactly-once bookkeeping: a batch's counts are added by `advance_backfill` in th
 moves the cursor, guarded by `WHERE cursor = <the batch's cursor> AND status = 'running'`; a second
 delivery of the same batch (a worker crash, a duplicate message) loses that race and adds nothing.
 
+A job whose chain of tasks died with every worker (SIGKILL, a lost machine) still reads `running`:
+`BackfillStatus.stalled_for(now, factor)` says so once its heartbeat (`updated_at`) is older than `factor`
+batch times (its mean committed batch, or the batch time limit before the first batch), and a resume
+(workers.backfill.resume_backfill) queues its batch at the stored cursor again.
+
 Plain functions over a Session (the caller owns the transaction: app.records.db.transaction); they return
-`BackfillStatus` dataclasses, never ORM rows (HMA style). The table is created by Alembic revision 0002.
+`BackfillStatus` dataclasses, never ORM rows (HMA style). The table is created by Alembic revision 0002;
+`allow_outside` by 0005.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Float, Index, Integer, BigInteger, String, Text, func, or_, select, update
+from sqlalchemy import Boolean, CheckConstraint, Float, Index, Integer, BigInteger, String, Text, false, func, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.records.errors import RecordNotFoundError
@@ -69,6 +75,8 @@ class BackfillRow(Base):
     elapsed_s: Mapped[float] = mapped_column(Float, default=0.0)  # processing seconds of committed batches
     rate: Mapped[float | None] = mapped_column(Float)  # (done + failed) / elapsed_s, notes per second
     errors: Mapped[list[Any]] = mapped_column(PortableJSON, default=list)  # first MAX_KEPT_ERRORS failures
+    # backfill: image paths outside the notes file's folder are read (`--allow-outside`, a trusted local run)
+    allow_outside: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     last_error: Mapped[str | None] = mapped_column(Text)  # why the job failed (status failed)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)  # heartbeat of the job
@@ -118,6 +126,27 @@ class BackfillStatus:
     updated_at: datetime
     finished_at: datetime | None
     errors: list[BackfillError] = field(default_factory=list)
+    allow_outside: bool = False
+
+    @property
+    def batches(self) -> int:
+        """Batches committed so far (a backfill's cursor counts lines, a re-index's counts batches)."""
+        if self.kind == BackfillKind.REINDEX:
+            return self.cursor
+        return -(-self.cursor // self.batch_size)
+
+    def batch_seconds(self, default_s: float) -> float:
+        """Mean processing seconds of the committed batches; `default_s` before the first one."""
+        return self.elapsed_s / self.batches if self.batches and self.elapsed_s > 0 else default_s
+
+    def stalled_for(self, now: datetime, factor: float, default_batch_s: float) -> float | None:
+        """Seconds without a heartbeat when a running job has made no progress for more than `factor` batch
+        times (batch_seconds(default_batch_s)), else None (not running, or still within that time).
+        `now` is timezone-aware UTC."""
+        if self.status != BackfillState.RUNNING:
+            return None
+        quiet = (now - self.updated_at).total_seconds()
+        return quiet if quiet > factor * self.batch_seconds(default_batch_s) else None
 
     @property
     def finished(self) -> bool:
@@ -137,6 +166,36 @@ class BackfillStatus:
         return f"{self.kind} {self.id} {self.status}: {where}, done {self.done}, failed {self.failed}{rate}{why}"
 
 
+@dataclass(frozen=True)
+class BackfillView:
+    """A job as `uninote backfill --status` and the dashboard show it: its status and, when it is stalled,
+    for how long (seconds without progress) and the batch time that was exceeded `factor` times."""
+
+    job: BackfillStatus
+    stalled_s: float | None = None
+    batch_s: float | None = None
+
+    def describe(self) -> str:
+        """job.describe(), plus 'STALLED: ...; resume with `uninote backfill --resume ID`' when stalled."""
+        line = self.job.describe()
+        if self.stalled_s is None:
+            return line
+        return (f"{line} STALLED: no progress for {self.stalled_s:.0f} s (batches take {self.batch_s:.1f} s); "
+                f"resume with `uninote backfill --resume {self.job.id}`")
+
+
+def list_backfill_views(session: Session, *, factor: float, default_batch_s: float, now: datetime | None = None,
+                        offset: int = 0, limit: int = 20) -> list[BackfillView]:
+    """One page of jobs, newest first, each with its stall (BackfillStatus.stalled_for) as of `now`
+    (timezone-aware UTC; default: now)."""
+    now = now or utcnow()
+    views = []
+    for job in list_backfills(session, offset=offset, limit=limit):
+        stalled = job.stalled_for(now, factor, default_batch_s)
+        views.append(BackfillView(job, stalled, job.batch_seconds(default_batch_s) if stalled is not None else None))
+    return views
+
+
 def create_backfill(
     session: Session,
     *,
@@ -146,9 +205,11 @@ def create_backfill(
     total: int | None = None,
     model_version: str | None = None,
     checkpoint: str | None = None,
+    allow_outside: bool = False,
 ) -> BackfillStatus:
-    """A new job in state running at cursor 0. Raises ValueError for an unknown kind, an empty source,
-    batch_size < 1, a negative total, or a reindex without model_version."""
+    """A new job in state running at cursor 0. allow_outside: its notes may name images outside their
+    file's folder. Raises ValueError for an unknown kind, an empty source, batch_size < 1, a negative
+    total, or a reindex without model_version."""
     kind = _kind(kind)
     if not source:
         raise ValueError("source must name the notes file (backfill) or 'library' (reindex)")
@@ -161,7 +222,8 @@ def create_backfill(
     now = utcnow()
     row = BackfillRow(kind=kind.value, source=source, batch_size=batch_size, total=total, model_version=model_version,
                       checkpoint=checkpoint, status=BackfillState.RUNNING.value, cursor=0, cursor_bytes=0, done=0,
-                      skipped=0, failed=0, elapsed_s=0.0, errors=[], created_at=now, updated_at=now)
+                      skipped=0, failed=0, elapsed_s=0.0, errors=[], created_at=now, updated_at=now,
+                      allow_outside=bool(allow_outside))
     session.add(row)
     session.flush()
     return _to_status(row)
@@ -249,10 +311,10 @@ def advance_backfill(
 
 
 def set_backfill_state(session: Session, backfill_id: int, status: BackfillState | str,
-                       last_error: str | None = None) -> BackfillStatus:
+                       last_error: str | None = None, *, allow_outside: bool | None = None) -> BackfillStatus:
     """Set the job's state: paused (stops after the current batch), running (resume; clears last_error),
-    failed (with the reason), done. Raises RecordNotFoundError, ValueError for an unknown state or a
-    failed state without a reason."""
+    failed (with the reason), done; allow_outside, when given, replaces the job's flag. Raises
+    RecordNotFoundError, ValueError for an unknown state or a failed state without a reason."""
     state = _state(status)
     if state == BackfillState.FAILED and not (last_error and last_error.strip()):
         raise ValueError("a failed job needs last_error saying why")
@@ -262,6 +324,8 @@ def set_backfill_state(session: Session, backfill_id: int, status: BackfillState
     row.updated_at = now
     row.last_error = last_error if state == BackfillState.FAILED else None
     row.finished_at = now if state in (BackfillState.DONE, BackfillState.FAILED) else None
+    if allow_outside is not None:
+        row.allow_outside = allow_outside
     session.flush()
     return _to_status(row)
 
@@ -335,4 +399,5 @@ def _to_status(row: BackfillRow) -> BackfillStatus:
         updated_at=row.updated_at,
         finished_at=row.finished_at,
         errors=[BackfillError(e.get("line"), e.get("note_id"), e.get("error", "")) for e in (row.errors or [])],
+        allow_outside=bool(row.allow_outside),
     )

@@ -16,11 +16,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.records.errors import DatabaseUnreachableError
+from app.records.errors import DatabaseUnreachableError, MigrationPermissionError
 
 APP_DIR = Path(__file__).resolve().parents[1]  # the `app` package: alembic.ini and migrations/ ship here
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # how long a writer waits for SQLite's write lock
@@ -153,7 +153,8 @@ def migrate(target: str | URL | Engine, revision: str = "head") -> None:
     Idempotent: an up-to-date database is left as it is. On PostgreSQL the whole upgrade is one
     transaction; on SQLite DDL is not transactional (pysqlite), so a failing revision leaves the
     statements before it applied. Raises DatabaseUnreachableError (URL without
-    password) when the database cannot be reached, ValueError for a bad URL.
+    password) when the database cannot be reached, MigrationPermissionError when the role may not change
+    the schema (the application's role of a two-role PostgreSQL setup), ValueError for a bad URL.
     """
     engine = target if isinstance(target, Engine) else make_engine(target)
     if isinstance(target, Engine):
@@ -163,6 +164,10 @@ def migrate(target: str | URL | Engine, revision: str = "head") -> None:
         with engine.begin() as connection:
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, revision)
+    except ProgrammingError as e:
+        if getattr(e.orig, "sqlstate", None) != "42501":  # insufficient_privilege: the application's role
+            raise
+        raise MigrationPermissionError(safe_url(engine.url), str(e.orig).strip().splitlines()[0]) from e
     finally:
         if not isinstance(target, Engine):
             engine.dispose()

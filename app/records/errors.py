@@ -21,3 +21,13 @@ class RecordNotFoundError(RecordsError, LookupError):
     def __init__(self, kind: str, key: object):
         self.kind, self.key = kind, key
         super().__init__(f"no {kind} with id {key!r} in the records database")
+
+
+class MigrationPermissionError(RecordsError):
+    """The database is behind the latest revision and this role may not upgrade it (PostgreSQL's
+    insufficient_privilege): the application's role of the two-role setup. `url` has its password masked."""
+
+    def __init__(self, url: str, reason: str):
+        self.url, self.reason = url, reason
+        super().__init__(f"the records database {url} needs migrating and this role may not do it ({reason}): "
+                         "run `uninote migrate` with MIGRATION_DATABASE_URL set to the owner role (docs/scaling.md)")

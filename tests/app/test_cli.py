@@ -62,6 +62,17 @@ def test_ingest_check_and_delete(env):
     assert out.exit_code != 0 and "not in the library" in out.output
 
 
+def test_ingest_reports_a_line_that_is_not_utf8_and_indexes_the_rest(env):
+    folder = _notes_folder(env / "notes")
+    lines = (folder / "notes.jsonl").read_bytes().splitlines(keepends=True)
+    lines.insert(2, b'{"note_id": "latin1", "title": "caf\xe9 au lait"}\n')  # one Latin-1 byte on line 3
+    (folder / "notes.jsonl").write_bytes(b"".join(lines))
+    out = CliRunner().invoke(main, ["ingest", str(folder)])
+    assert out.exit_code == 0, out.output
+    assert "bad record: line 3: not UTF-8: byte 0xe9" in out.output
+    assert "indexed 4, unchanged 0, failed 2" in out.output  # the Latin-1 line and the bad title of line 6
+
+
 def test_check_names_a_bad_note_file(env):
     (env / "q.json").write_text(json.dumps({"note_id": "q"}))
     out = CliRunner().invoke(main, ["check", str(env / "q.json")])

@@ -59,3 +59,14 @@ def test_note_id_must_be_safe():
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="notes.jsonl"):
         load_notes(tmp_path)
+
+
+def test_a_line_that_is_not_utf8_is_a_bad_record_and_the_rest_load(tmp_path):
+    """One Latin-1 byte (0xe9) in line 2 once aborted the whole file with a UnicodeDecodeError."""
+    good = [json.dumps({"note_id": f"n{i}", "title": f"标题 {i}"}, ensure_ascii=False).encode() for i in range(3)]
+    broken = b'{"note_id": "latin1", "title": "caf\xe9"}'
+    (tmp_path / "notes.jsonl").write_bytes(b"\n".join([good[0], broken, good[1], good[2]]) + b"\n")
+    notes, bad = load_notes(tmp_path)
+    assert [n.note_id for n in notes] == ["n0", "n1", "n2"]
+    assert [(b.line, b.note_id) for b in bad] == [(2, None)]
+    assert str(bad[0]) == "line 2: not UTF-8: byte 0xe9 at column 36 (invalid continuation byte)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -61,13 +62,20 @@ def corrupt_copy(src: Path, dst: Path) -> Path:
 
 @pytest.fixture
 def grocery_file(tmp_path: Path):
-    """A factory: make(n, corrupt=(), bad_lines=()) -> notes.jsonl of n real grocery notes g000.., where
-    the notes listed in `corrupt` point at a truncated copy of their photo and `bad_lines` are appended."""
+    """A factory: make(n, corrupt=(), bad_lines=()) -> notes.jsonl of n real grocery notes g000.. whose photos
+    are copied into its images/ folder, where the notes listed in `corrupt` get a truncated copy of their
+    photo and `bad_lines` are appended."""
 
     def make(n: int, corrupt: tuple[int, ...] = (), bad_lines: tuple[str, ...] = (), name: str = "notes") -> Path:
+        folder = tmp_path / name
+        (folder / "images").mkdir(parents=True, exist_ok=True)
         records: list[dict | str] = []
         for i, (photo, title, body) in enumerate(grocery_photos(n)):
-            image = corrupt_copy(photo, tmp_path / "broken" / f"g{i:03d}.jpg") if i in corrupt else photo
+            image = folder / "images" / f"g{i:03d}.jpg"  # inside the notes folder: the default allows no other
+            if i in corrupt:
+                corrupt_copy(photo, image)
+            else:
+                shutil.copyfile(photo, image)
             records.append(note_record(f"g{i:03d}", image, title, body))
         records += list(bad_lines)
         return write_notes_file(tmp_path / name, records)

@@ -40,6 +40,19 @@ def test_backfill_indexes_every_note_and_records_bad_input(library, grocery_file
     assert failed.source == str(path.resolve())
 
 
+def test_a_line_that_is_not_utf8_is_a_failed_record_not_mojibake(library, grocery_file):
+    """Backfill once decoded bytes with errors="replace": the line was indexed with U+FFFD in its title."""
+    path = grocery_file(3)
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines.insert(1, b'{"note_id": "latin1", "title": "caf\xe9", "body": "au lait"}\n')
+    path.write_bytes(b"".join(lines))
+    job = run_backfill(path, batch_size=2)
+    assert (job.done, job.failed) == (3, 1), job.describe()
+    assert [(e.line, e.note_id, e.error[:28]) for e in job.errors] == [(2, None, "not UTF-8: byte 0xe9 at colu")]
+    with library.sessions() as s:
+        assert registry.get_note_record(s, "latin1") is None
+
+
 def test_rerunning_a_finished_backfill_reencodes_nothing(library, grocery_file):
     path = grocery_file(3)
     first = run_backfill(path, batch_size=2)

@@ -23,6 +23,23 @@ def test_the_broker_url_decides_between_in_process_and_workers(tmp_path):
         assert [q.name for q in conf["task_queues"]] == list(QUEUES) == ["index", "backfill", "audit", "webhooks"]
 
 
+def test_the_visibility_timeout_follows_the_longest_batch(tmp_path):
+    """kombu's default (1 h) kept a dead worker's batch message hidden for an hour; now a batch may run
+    BATCH_TIME_LIMIT_S and a taken message comes back after two hard limits plus the longest retry wait."""
+    from workers.celery_app import HARD_LIMIT_MARGIN_S, visibility_timeout_s
+    from workers.failures import RETRY_BACKOFF_MAX_S
+
+    for limit in (60.0, 300.0):
+        settings = Settings(UNINOTE_HOME=tmp_path, celery_broker_url="redis://127.0.0.1:6379/0", batch_time_limit_s=limit)
+        conf = celery_config(settings)
+        expected = 2 * (limit + HARD_LIMIT_MARGIN_S) + RETRY_BACKOFF_MAX_S
+        assert conf["broker_transport_options"]["visibility_timeout"] == visibility_timeout_s(settings) == expected
+        for task in ("uninote.backfill", "uninote.reindex_library"):
+            assert conf["task_annotations"][task] == {"soft_time_limit": limit, "time_limit": limit + HARD_LIMIT_MARGIN_S}
+    assert visibility_timeout_s(Settings(UNINOTE_HOME=tmp_path)) < 3600 / 3
+    assert app.tasks["uninote.backfill"].soft_time_limit == Settings().batch_time_limit_s  # applied to the task
+
+
 def test_tasks_are_routed_to_their_queues(tmp_path):
     configure(app, Settings(UNINOTE_HOME=tmp_path))
     assert is_eager(app)

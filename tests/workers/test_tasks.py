@@ -4,6 +4,7 @@ are retried with Celery's retry machinery, permanent ones recorded; delete, look
 from __future__ import annotations
 
 import json
+import shutil
 
 import httpx
 import pytest
@@ -120,8 +121,10 @@ def test_lookback_records_the_planted_copy_for_review(library, grocery_file, tmp
     submit_notes(library_file)
     original = library.store.get_note("g002").payload
     first = json.loads(library_file.read_text().splitlines()[2])
+    (tmp_path / "flagged").mkdir()
+    reused = shutil.copyfile(first["images"][0], tmp_path / "flagged" / "reused.jpg")  # the same photo, reposted
     flagged = write_notes_file(tmp_path / "flagged", [
-        note_record("risk-1", first["images"][0], "Bargain! " + original["title"], "Repost, no credit."),
+        note_record("risk-1", reused, "Bargain! " + original["title"], "Repost, no credit."),
     ])
     submit_notes(flagged)
     out = lookback_task.delay("risk-1").get()

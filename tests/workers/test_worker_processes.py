@@ -1,23 +1,27 @@
 """Real worker processes (`celery -A workers.celery_app worker`) on the Redis of the dev machine / CI,
 indexing real grocery notes into a local Qdrant folder that only the worker opens (the test reads it
-after the worker stopped). The crash test SIGKILLs a worker mid-backfill and finishes with another."""
+after the worker stopped). The crash test SIGKILLs a worker mid-backfill, sees the job stalled in
+`uninote backfill --status`, and finishes it with `uninote backfill --resume ID` on another worker."""
 
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
+import redis
 
 from app.records import registry
 from app.records.backfills import BackfillState
 from app.settings import Settings
 from app.store import QdrantStore
-from workers.backfill import backfill_status, job_sessions, resume_backfill, run_backfill
+from workers.backfill import backfill_status, job_sessions, list_jobs, run_backfill
 from workers.celery_app import app, configure
 from workers.submit import submit_notes
 from workers.tasks import delete_note_task, lookback_task
-from worker_process import WORKER_START_TIMEOUT_S, start_worker, stop_worker, wait_for
+from worker_process import WORKER_START_TIMEOUT_S, start_worker, stop_worker, wait_for, worker_env
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -77,10 +81,26 @@ def test_sigkill_mid_backfill_then_another_worker_finishes_it_exactly_once(broke
         stop_worker(first, signal.SIGKILL)
     killed_at = backfill_status(job.id, broker_settings)
     assert killed_at.status == BackfillState.RUNNING and 2 * batch <= killed_at.cursor < n, killed_at.describe()
+    broker = redis.Redis.from_url(broker_settings.celery_broker_url)
+    assert broker.hlen("unacked") >= 1  # the batch in progress: taken, never acknowledged, hidden from others
+
+    # Nobody works on it now: after BACKFILL_STALL_FACTOR batch times without progress it is shown stalled.
+    quick = broker_settings.model_copy(update={"backfill_stall_factor": 1.0})
+    stalled = wait_for(lambda: next((v for v in list_jobs(quick) if v.job.id == job.id and v.stalled_s), None),
+                       "the job to show as stalled", None, first_log)
+    assert stalled.job.cursor == killed_at.cursor
+    env = worker_env(broker_settings) | {"BACKFILL_STALL_FACTOR": "1"}
+    status = subprocess.run([sys.executable, "-m", "app.cli", "backfill", "--status"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert status.returncode == 0, status.stderr
+    assert f"backfill {job.id} running: {killed_at.cursor}/{n} lines" in status.stdout
+    assert "STALLED: no progress for" in status.stdout and f"uninote backfill --resume {job.id}" in status.stdout
 
     second = start_worker(broker_settings, second_log, "second")
-    try:
-        resume_backfill(job.id, settings=broker_settings)  # the restart: queue the batch at the stored cursor
+    try:  # the restart: `uninote backfill --resume ID` queues the batch at the stored cursor
+        resumed = subprocess.run([sys.executable, "-m", "app.cli", "backfill", "--resume", str(job.id), "--detach"],
+                                 env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert resumed.returncode == 0 and f"backfill {job.id} running" in resumed.stdout, resumed.stderr
         done = wait_for(lambda: (lambda j: j if j.status != BackfillState.RUNNING else None)(
             backfill_status(job.id, broker_settings)), "the backfill to finish", second, second_log)
     finally:

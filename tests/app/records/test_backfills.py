@@ -18,6 +18,7 @@ from app.records.backfills import (
     create_backfill,
     get_backfill,
     latest_backfill,
+    list_backfill_views,
     list_backfills,
     notes_to_reindex,
     set_backfill_state,
@@ -57,6 +58,33 @@ def test_a_batch_counts_once_and_the_cursor_only_moves_forward(record_sessions):
     assert "10/10 lines" in job.describe()
     with transaction(record_sessions) as s, pytest.raises(ValueError, match="bad batch"):
         advance_backfill(s, job.id, from_cursor=10, to_cursor=5)
+
+
+def test_a_running_job_without_progress_for_factor_batch_times_is_stalled(record_sessions):
+    """What a SIGKILL of every worker leaves: a job that reads `running` forever. It is shown stalled once its
+    heartbeat is older than `factor` mean batch times (the batch time limit before its first batch)."""
+    from datetime import timedelta
+
+    with transaction(record_sessions) as s:
+        job = create_backfill(s, kind="backfill", source="/data/notes.jsonl", batch_size=4, total=40)
+        assert advance_backfill(s, job.id, from_cursor=0, to_cursor=8, to_cursor_bytes=900, done=8, elapsed_s=6.0)
+        fresh = create_backfill(s, kind="backfill", source="/data/other.jsonl", batch_size=4, total=40)
+        paused = create_backfill(s, kind="backfill", source="/data/third.jsonl", batch_size=4, total=40)
+        set_backfill_state(s, paused.id, BackfillState.PAUSED)
+    with record_sessions() as s:
+        job = get_backfill(s, job.id)
+    assert job.batches == 2 and job.batch_seconds(300.0) == pytest.approx(3.0)
+    beat = job.updated_at
+    assert job.stalled_for(beat + timedelta(seconds=14), factor=5, default_batch_s=300) is None  # < 5 x 3 s
+    assert job.stalled_for(beat + timedelta(seconds=16), factor=5, default_batch_s=300) == pytest.approx(16)
+    with record_sessions() as s:
+        views = {v.job.id: v for v in list_backfill_views(s, factor=5, default_batch_s=300,
+                                                          now=beat + timedelta(seconds=100))}
+    assert views[job.id].stalled_s == pytest.approx(100) and views[job.id].batch_s == pytest.approx(3.0)
+    assert views[job.id].describe().endswith(
+        f"STALLED: no progress for 100 s (batches take 3.0 s); resume with `uninote backfill --resume {job.id}`")
+    assert views[fresh.id].stalled_s is None  # no batch yet: 5 x the 300 s time limit has not passed
+    assert views[paused.id].stalled_s is None and "STALLED" not in views[paused.id].describe()
 
 
 def test_pause_stops_commits_and_resume_allows_them(record_sessions):
