@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -242,10 +242,12 @@ def _evidence(encoded: EncodedNote, pdq: list[PdqHash | None], vectors, config: 
 
 
 def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: QdrantStore, config: AuditConfig,
-          limit: int = 10) -> AuditReport:
+          limit: int = 10, visible: Callable[[list[str]], set[str]] | None = None) -> AuditReport:
     """Audit one encoded note against the library (read-only); see the module docstring.
 
     pdq: the query's PDQ hashes by image index (None = not hashed), or empty. limit: matches reported.
+    visible: given the candidate note ids the searches found, the ones that may be reported (Library: those
+    with an `indexed` registry row, so that vectors of an interrupted write are never shown); None = all.
     Raises ModelVersionMismatchError when the library's active vectors come from other weights, and
     ValueError for limit < 1.
     """
@@ -284,6 +286,9 @@ def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: QdrantStore, c
                 if hit.quality >= config.pdq_min_quality:
                     found(hit.note_id, PDQ_STAGE)
 
+    if visible is not None:
+        admitted = visible(list(stages))
+        stages = {n: found_in for n, found_in in stages.items() if n in admitted}
     matches = []
     for note_id, vectors in store.note_vectors(list(stages), dim).items():
         g = float(np.clip(vectors.global_vector @ global_vector, -1.0, 1.0))

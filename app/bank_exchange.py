@@ -193,10 +193,8 @@ def _add_note(banks: Banks, result: ImportResult, bank: str, e: Mapping[str, Any
         rec = registry.get_note_record(s, note_id)
     if rec is None or rec.status.value != "indexed":
         with banks.store_lock:
-            library.store.upsert_note(encoded, hashes, {"title": title, "bank_import": bank})
-        with transaction(banks.sessions) as s:
-            registry.upsert_pending(s, note, registry.content_hash(note), f"bank-import:{bank}")
-            registry.mark_indexed(s, note_id, library.encoder.model_version)
+            library.write_vectors(note, encoded, hashes, {"title": title, "bank_import": bank},
+                                  registry.content_hash(note), f"bank-import:{bank}")
     with transaction(banks.sessions) as s:
         _, created = records.add_entry(s, bank, origin=EntryOrigin.IMPORT, added_by=actor, note_id=note_id,
                                        details=dict(e.get("details") or {}) | {"source_note_id": source_id})

@@ -5,7 +5,7 @@ The HTTP API (app/api), the dashboard (app/dashboard/banks_page.py), the in-proc
 app/records/banks.py.
 
 check (paper's online matching against a risk library; HMA's per-bank match results):
-1. `UniNoteClient.check(note, limit=ALL_CANDIDATES, save=False)`: every scored candidate of app.audit.check;
+1. `Library.check(note, limit=ALL_CANDIDATES, save=False)`: every scored candidate of app.audit.check;
 2. `group_matches`: each candidate that is an entry of an enabled bank and scores at/above the bank's
    infringement threshold (None = the library's in force) is a hit of that bank, with the bank's verdict;
    bare PDQ entries (hash lists) hit a query image within PDQ_MAX_DISTANCE (Meta's rule);
@@ -15,7 +15,8 @@ check (paper's online matching against a risk library; HMA's per-bank match resu
    and whose note score alone would not flag it, is suppressed, with the reason;
 4. the open library: the other matches on library notes (not in an enabled bank, not imported), top `limit`;
 5. the report (saved with save=True) holds the risk-bank hits and the open-library matches, best first.
-   With no bank it equals UniNoteClient.check(note, limit) exactly. Saving also counts hits and queues
+   With no bank it equals Library.check(note, limit) exactly. `UniNoteClient.check` (in-process) and
+   `RemoteClient.check` (HTTP, /v1/check) both return this report, so banks are honoured on every route. Saving also counts hits and queues
    the webhooks of the risk banks hit.
 Candidates are those the library's global/element/PDQ searches find (app.audit.check); a bank entry that
 no search reaches is not scored. `group_matches` is the one place that decides membership, so a store-side
@@ -45,6 +46,7 @@ from app.records.db import transaction
 from app.records.errors import RecordNotFoundError
 from app.records.types import NoteStatus
 from app.records import registry
+from app.webhook_targets import check_webhook_url
 from encoder.images import load_image
 
 if TYPE_CHECKING:
@@ -341,7 +343,9 @@ class Banks:
     def create(self, name: str, kind: BankKind | str = BankKind.RISK, action: str = "review", *, actor: str,
                **settings: Any) -> Bank:
         """A new bank (audit-logged). settings: duplicate_threshold, infringement_threshold, enabled,
-        description, webhook_url, webhook_secret. Raises ValueError naming the field, BankExistsError."""
+        description, webhook_url (http(s), a public address: app/webhook_targets.py), webhook_secret.
+        Raises ValueError naming the field, BankExistsError."""
+        self._check_webhook(settings)
         with transaction(self.sessions) as s:
             bank = records.create_bank(s, name, kind, action, **settings)
             audit_log.append(s, actor, Action.BANK, f"bank:{name}", {"change": "create", "kind": bank.kind.value,
@@ -350,11 +354,18 @@ class Banks:
 
     def update(self, name: str, *, actor: str, **changes: Any) -> Bank:
         """Change a bank's settings (audit-logged; the webhook secret is never logged)."""
+        self._check_webhook(changes)
         with transaction(self.sessions) as s:
             bank = records.update_bank(s, name, **changes)
             logged = {k: v for k, v in changes.items() if k != "webhook_secret"}
             audit_log.append(s, actor, Action.BANK, f"bank:{name}", {"change": "update", **logged})
         return bank
+
+    def _check_webhook(self, settings: dict[str, Any]) -> None:
+        """Refuse a webhook_url a delivery may not reach (app/webhook_targets.py: SSRF guard), naming the field."""
+        if settings.get("webhook_url") is not None:
+            settings["webhook_url"] = check_webhook_url(
+                settings["webhook_url"], self.client.settings.webhook_allow_private_addresses)
 
     def delete(self, name: str, *, actor: str) -> None:
         """Delete a bank, its entries and delivery log; the vectors of its imported notes are removed."""
@@ -431,7 +442,7 @@ class Banks:
         stages = {} if stages is None else stages
         note = as_note(note)
         t0 = time.perf_counter()
-        full = self.client.check(note, limit=ALL_CANDIDATES, save=False)
+        full = self.client.library.check(note, limit=ALL_CANDIDATES, save=False)
         t1 = stages["audit"] = time.perf_counter() - t0
         ids = [m.note_id for m in full.matches]
         with self.sessions() as s:

@@ -110,13 +110,15 @@ def _read_note(arg: str, allow_outside: bool) -> Note:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--allow-outside", is_flag=True, help=ALLOW_OUTSIDE_HELP)
 def check(note: str, limit: int, as_json: bool, allow_outside: bool) -> None:
-    """Audit a note (a JSON file, or the id of a stored note) against the library."""
+    """Audit a note (a JSON file, or the id of a stored note) against the library and its banks."""
+    from app.client import UniNoteClient
     from encoder.types import InputError
 
     query = _read_note(note, allow_outside) if Path(note).is_file() else None  # bad input before any service
     lib = _open_library()
     try:
-        report = lib.check_stored(note, limit=limit) if query is None else lib.check(query, limit=limit)
+        # a file: UniNoteClient.check, the banks' check of the API and dashboard; an id: the look-back
+        report = lib.check_stored(note, limit=limit) if query is None else UniNoteClient(lib).check(query, limit=limit)
     except (InputError, KeyError) as e:
         raise click.ClickException(e.args[0] if isinstance(e, KeyError) else str(e)) from None
     finally:

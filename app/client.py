@@ -161,13 +161,13 @@ class UniNoteClient:
         read, app.audit.ModelVersionMismatchError when the library was indexed by other weights.
         """
         note = as_note(note)
-        return self.library.check(note, limit=limit, save=save)
+        return self.banks.check(note, limit=limit, save=save).report
 
     def check_many(self, notes: Iterable[NoteLike], *, limit: int = 10, save: bool = True) -> list[AuditReport]:
         """check() each note, reports in input order. Every record is validated before any check runs
         (ValueError naming the first bad one); a bad image raises InputError naming its note."""
         batch = [as_note(n) for n in notes]
-        return [self.library.check(n, limit=limit, save=save) for n in batch]
+        return [self.check(n, limit=limit, save=save) for n in batch]
 
     def check_stored(self, note_id: str, *, limit: int = 10, save: bool = True) -> AuditReport:
         """Audit a stored note against the rest of the library from its stored vectors (look-back).

@@ -1,9 +1,15 @@
 """The note library: index, check and delete notes. The one set of functions that the CLI, the Python
 client, the Celery tasks and the Gradio dashboard all call.
 
-A note is all-or-nothing: its vectors are written to Qdrant (elements, then the note point) and then its
-registry row is marked indexed in one database transaction; if the database step fails, the vectors
-written for the note are removed again.
+A note is all-or-nothing, for readers too. Write order (`write_vectors`):
+1. one transaction: the registry row is set `pending` and the note is entered in `store_writes`;
+2. the store writes its vectors (elements, then the note point);
+3. one transaction: the registry row is marked `indexed` and the `store_writes` entry removed.
+If step 2 or 3 fails, the note's vectors are removed again. A writer killed between 1 and 3 (SIGKILL) leaves
+vectors without an `indexed` row, and its `store_writes` entry says so: readers (`check`, `check_stored`,
+the dashboard's note details) show only notes whose registry row is `indexed`, and
+`sweep_interrupted_writes` (run by `Library.open`) deletes those vectors and marks the note failed, so the
+next ingest indexes it again.
 """
 
 from __future__ import annotations
@@ -20,14 +26,17 @@ from app import moderation
 from app.audit import AuditConfig, AuditReport, check
 from app.notes import Note
 from app.preparation import PreparedNote, prepare_note
-from app.records import registry, reports
+from app.records import registry, reports, store_writes
 from app.records.db import make_engine, migrate, session_factory, transaction
+from app.records.types import NoteStatus
 from app.settings import Settings, get_settings
 from app.store import QdrantStore
 from encoder.loading import load_encoder
 from encoder.types import ElementKind, EncodedNote, Encoder, InputError, LocalVector
 
 log = logging.getLogger(__name__)
+
+INTERRUPTED = "indexing was interrupted (the process stopped while writing its vectors): index it again"
 
 
 @dataclass
@@ -58,12 +67,53 @@ class Library:
 
     @classmethod
     def open(cls, settings: Settings | None = None, encoder: Encoder | None = None) -> "Library":
-        """Open the library the settings describe (runs pending database migrations)."""
+        """Open the library the settings describe (runs pending database migrations, then
+        `sweep_interrupted_writes`)."""
         settings = settings or get_settings()
         url = settings.resolved_database_url
         migrate(url)
         sessions = session_factory(make_engine(url))
-        return cls(settings, encoder or load_encoder(settings), QdrantStore.from_settings(settings), sessions)
+        library = cls(settings, encoder or load_encoder(settings), QdrantStore.from_settings(settings), sessions)
+        try:
+            library.sweep_interrupted_writes()
+        except BaseException:
+            library.close()
+            raise
+        return library
+
+    def sweep_interrupted_writes(self) -> list[str]:
+        """Remove the vectors of notes whose writer died mid-write (module docstring) and mark them failed
+        (INTERRUPTED; the next ingest indexes them again). Returns their note ids.
+
+        The embedded store admits one process, so there every entry is a dead write. A shared store (a
+        server) may have live writers in other processes: only entries older than `batch_time_limit_s` (no
+        batch, so no note write, outlives it) are swept there.
+        """
+        older_than = 0.0 if self.store.is_local else self.settings.batch_time_limit_s
+        swept: list[str] = []
+        while True:
+            with self.sessions() as s:
+                ids = store_writes.interrupted(s, older_than)
+            if not ids:
+                return swept
+            for note_id in ids:
+                self.store.delete_note(note_id)
+            with transaction(self.sessions) as s:
+                for note_id, rec in registry.get_note_records(s, ids).items():
+                    if rec.status == NoteStatus.PENDING:
+                        registry.mark_failed(s, note_id, INTERRUPTED)
+                store_writes.end(s, ids)
+            log.warning("removed the vectors of %d note(s) whose indexing was interrupted: %s", len(ids),
+                        ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else ""))
+            swept += ids
+
+    def indexed_ids(self, note_ids: Sequence[str]) -> set[str]:
+        """The note ids among `note_ids` whose registry row is `indexed` (what readers may show)."""
+        if not note_ids:
+            return set()
+        with self.sessions() as s:
+            records = registry.get_note_records(s, list(dict.fromkeys(note_ids)))
+        return {n for n, rec in records.items() if rec.status == NoteStatus.INDEXED}
 
     def close(self) -> None:
         self.store.close()
@@ -117,13 +167,27 @@ class Library:
         payload = {"title": note.title, "author": note.author, "n_images": len(note.images),
                    "images": [str(path) for path in note.images],
                    "created_at": note.created_at.isoformat() if note.created_at else None}
-        self.store.upsert_note(encoded, p.pdq, payload)
+        self.write_vectors(note, encoded, p.pdq, payload, p.content_hash, source)
+
+    def write_vectors(self, note: Note, encoded: EncodedNote, pdq: Sequence, payload: dict, content_hash: str,
+                      source: str | None) -> None:
+        """Store a note's vectors and mark it indexed, in the write order of the module docstring.
+
+        pdq: PDQ hashes by image index (None = no hash); payload: extra store payload; content_hash: 64 hex
+        (registry.content_hash). Errors of the store or database propagate after the note's vectors are
+        removed again (the note is then absent, its row `pending`).
+        """
+        note_id = note.note_id
+        with transaction(self.sessions) as s:
+            registry.upsert_pending(s, note, content_hash, source)
+            store_writes.begin(s, [note_id])
         try:
+            self.store.upsert_note(encoded, pdq, payload)
             with transaction(self.sessions) as s:
-                registry.upsert_pending(s, note, p.content_hash, source)
-                registry.mark_indexed(s, note.note_id, encoded.model_version)
+                registry.mark_indexed(s, note_id, encoded.model_version)
+                store_writes.end(s, [note_id])
         except Exception:
-            self.store.delete_note(note.note_id)  # keep store and registry in step
+            self.store.delete_note(note_id)  # keep store and registry in step (the sweep retries this)
             raise
 
     def _record_failure(self, note: Note, chash: str | None, source: str | None, reason: str,
@@ -154,7 +218,9 @@ class Library:
     def check_stored(self, note_id: str, *, limit: int = 10, save: bool = True) -> AuditReport:
         """Audit a stored note against the rest of the library from its stored vectors (no re-encoding;
         the paper's offline look-back). Raises KeyError when the note is not in the library."""
-        stored = self.store.note_vectors([note_id], self.encoder.dims[-1]).get(note_id)
+        stored = None
+        if self.indexed_ids([note_id]):
+            stored = self.store.note_vectors([note_id], self.encoder.dims[-1]).get(note_id)
         if stored is None:
             raise KeyError(f"note {note_id!r} is not in the library")
         locals_ = [LocalVector(e.kind, e.index, v, e.image_index, e.box, e.text)
@@ -168,7 +234,7 @@ class Library:
         t = moderation.current_thresholds(self.sessions, self.settings)
         config = dataclasses.replace(self.audit_config, duplicate_threshold=t.duplicate,
                                      infringement_threshold=t.infringement)
-        report = check(encoded, pdq, self.store, config, limit=limit)
+        report = check(encoded, pdq, self.store, config, limit=limit, visible=self.indexed_ids)
         if save:
             with transaction(self.sessions) as s:
                 report.report_id = reports.save_report(s, report.to_dict(), query_note_id=encoded.note_id)

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     api_rate_limit_storage: str = Field("memory://", description="Rate-limit counters: memory:// or redis://... (shared by replicas).")
     webhook_timeout_s: float = Field(10.0, gt=0, description="Per-attempt timeout of a bank's webhook delivery.")
     webhook_max_retries: int = Field(6, ge=0, description="Retries of a failed webhook delivery (exponential backoff).")
+    webhook_allow_private_addresses: bool = Field(
+        False, description="Let bank webhooks deliver to loopback, private and link-local addresses (a receiver "
+                           "inside your own network); cloud metadata addresses stay refused (app/webhook_targets.py).")
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> "Settings":

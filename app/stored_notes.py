@@ -83,10 +83,12 @@ def list_page(library: "Library", status: NoteStatus | str | None = NoteStatus.I
 
 
 def note_details(library: "Library", note_id: str) -> NoteDetails:
-    """The note's record, payload, elements (sorted by kind, index) and image files."""
+    """The note's record, payload, elements (sorted by kind, index) and image files; payload and elements
+    are empty unless the record is `indexed`."""
     with library.sessions() as s:
         record = registry.get_note_record(s, note_id)
-    stored = library.store.get_note(note_id)
+    # vectors without an `indexed` row are an interrupted or unfinished write (app/library.py): not shown
+    stored = library.store.get_note(note_id) if record is not None and record.status == NoteStatus.INDEXED else None
     payload = stored.payload if stored else {}
     elements = stored.elements if stored else []
     n_images = int(payload.get("n_images") or 0)

@@ -9,6 +9,11 @@ A delivery POSTs the event's JSON (app.banks.match_event, plus `delivery_id`) as
 (`verify_signature`). 2xx = delivered; 408, 429, 5xx and connection errors are retried with exponential
 backoff; any other status fails the delivery at once. Every attempt is counted in the delivery log
 (app.records.banks.WebhookDeliveryRow).
+
+Before every attempt the URL is checked again and resolved (app/webhook_targets.py, the SSRF guard): a
+refused target fails the delivery without a request; otherwise the request connects to the address that
+was checked (Host header and TLS SNI keep the URL's name), never follows a redirect and ignores proxy
+environment variables.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from app.records import banks as records
 from app.records.banks import DeliveryStatus
 from app.records.db import transaction
 from app.records.errors import RecordNotFoundError
+from app.webhook_targets import WebhookTarget, WebhookTargetError, resolve_target
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +57,11 @@ def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
     return bool(header) and hmac.compare_digest(sign(secret, body), header)
 
 
-def deliver(sessions: sessionmaker[Session], delivery_id: int, *, timeout_s: float, final: bool) -> Outcome:
+def deliver(sessions: sessionmaker[Session], delivery_id: int, *, timeout_s: float, final: bool,
+            allow_private: bool = False) -> Outcome:
     """Make one attempt at a delivery and log it. final: this is the last try (a transient failure then
-    fails the delivery). A delivery already delivered is not sent again (idempotent under redelivery).
+    fails the delivery). allow_private: WEBHOOK_ALLOW_PRIVATE_ADDRESSES (module docstring). A delivery
+    already delivered is not sent again (idempotent under redelivery).
     Raises RecordNotFoundError for an unknown delivery."""
     with sessions() as s:
         delivery = records.get_delivery(s, delivery_id)
@@ -71,7 +79,12 @@ def deliver(sessions: sessionmaker[Session], delivery_id: int, *, timeout_s: flo
     headers = {"Content-Type": "application/json", EVENT_HEADER: delivery.event, DELIVERY_HEADER: str(delivery_id),
                SIGNATURE_HEADER: sign(target[1], body), "User-Agent": "UniNote-Webhook/1"}
     try:
-        response = httpx.post(delivery.url, content=body, headers=headers, timeout=timeout_s, follow_redirects=False)
+        checked = resolve_target(delivery.url, allow_private)
+    except WebhookTargetError as e:
+        _record(sessions, delivery_id, DeliveryStatus.FAILED, None, f"not sent: {e}")
+        return Outcome.FAILED
+    try:
+        response = _post(checked, body, headers, timeout_s)
     except httpx.HTTPError as e:
         return _transient(sessions, delivery_id, None, f"{type(e).__name__}: {e}", final)
     if 200 <= response.status_code < 300:
@@ -82,6 +95,17 @@ def deliver(sessions: sessionmaker[Session], delivery_id: int, *, timeout_s: flo
         return _transient(sessions, delivery_id, response.status_code, reason, final)
     _record(sessions, delivery_id, DeliveryStatus.FAILED, response.status_code, reason)
     return Outcome.FAILED
+
+
+def _post(target: WebhookTarget, body: bytes, headers: dict[str, str], timeout_s: float) -> httpx.Response:
+    """POST to the checked address of `target` (the name kept in Host and, for https, in SNI and the
+    certificate check)."""
+    url = httpx.URL(target.url)
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    with httpx.Client(timeout=timeout_s, follow_redirects=False, trust_env=False) as client:
+        request = client.build_request("POST", url.copy_with(host=target.address), content=body,
+                                       headers=headers | {"Host": url.netloc.decode("ascii")}, extensions=extensions)
+        return client.send(request)
 
 
 def _transient(sessions, delivery_id: int, code: int | None, reason: str, final: bool) -> Outcome:

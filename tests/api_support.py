@@ -90,7 +90,8 @@ def server_env(home: Path, redis_url: str | None, **extra: str) -> dict[str, str
                         "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"}}
     env |= {"UNINOTE_HOME": str(home), "OCR_ENABLED": "false", "OMP_NUM_THREADS": "2", "PYTHONPATH": str(REPO),
             "PYTHONUNBUFFERED": "1", "API_RATE_LIMIT": "100000/minute", "WEBHOOK_MAX_RETRIES": "4",
-            "API_MAX_BODY_BYTES": str(MAX_BODY_BYTES)}
+            "API_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+            "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true"}  # the tests' webhook receiver listens on 127.0.0.1
     if redis_url:
         env["CELERY_BROKER_URL"] = redis_url
     return env | extra

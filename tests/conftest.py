@@ -161,7 +161,8 @@ def api_server(tmp_path_factory):
                         k, token = api_keys.create_key(s, f"test-{scope}", ",".join(support.SCOPE_KEYS)
                                                        if scope == "all" else scope)
                         keys[scope], key_ids[scope] = token, k.key_id
-    worker_settings = Settings(UNINOTE_HOME=home, ocr_enabled=False, celery_broker_url=TEST_REDIS_URL)
+    worker_settings = Settings(UNINOTE_HOME=home, ocr_enabled=False, celery_broker_url=TEST_REDIS_URL,
+                               webhook_allow_private_addresses=True)  # the receiver listens on 127.0.0.1
     worker_log = tmp / "worker.log"
     worker = start_worker(worker_settings, worker_log, "api-webhooks", queues="webhooks")
     port = support.free_port()

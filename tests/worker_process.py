@@ -22,6 +22,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
     env |= {"UNINOTE_HOME": str(settings.home), "CELERY_BROKER_URL": settings.celery_broker_url or "",
             "CELERY_RESULT_BACKEND": settings.celery_result_backend or "", "OCR_ENABLED": "false",
             "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
+    if settings.webhook_allow_private_addresses:  # a webhook receiver of the test on 127.0.0.1
+        env["WEBHOOK_ALLOW_PRIVATE_ADDRESSES"] = "true"
     for name in ("encoder_url", "encoder_model", "checkpoint", "encoder_concurrency"):  # the encoder it uses
         if getattr(settings, name) is not None:
             env[name.upper()] = str(getattr(settings, name))

@@ -50,7 +50,8 @@ def deliver_webhook_task(self, delivery_id: int) -> str:
     Returns the outcome ("delivered" or "failed")."""
     settings = _settings()
     final = self.request.retries >= settings.webhook_max_retries
-    outcome = deliver(delivery_sessions(settings), delivery_id, timeout_s=settings.webhook_timeout_s, final=final)
+    outcome = deliver(delivery_sessions(settings), delivery_id, timeout_s=settings.webhook_timeout_s, final=final,
+                      allow_private=settings.webhook_allow_private_addresses)
     if outcome == Outcome.RETRY:
         raise WebhookRetry(f"delivery {delivery_id}: attempt {self.request.retries + 1} failed, retrying")
     return outcome.value

@@ -91,3 +91,24 @@ def test_remote_errors_name_the_field(api_server, remote):
     assert e.value.status == 422 and e.value.field == "decision"
     with pytest.raises(NotFoundError):
         remote.record_decision(10**9, "duplicate", moderator="alice")
+
+
+def test_in_process_check_honours_banks_like_the_api(api_server, local, remote):
+    """Issue 15: UniNoteClient.check (in-process) runs the banks' check the API runs: the same bank on both
+    sides, the same report; an allow-list hit suppresses the match in both."""
+    photos = api_server.photos
+    query = {"note_id": "q-parity-allow", "title": "Morning", "body": "my own text",
+             "images": [str(photos / "coffee_copy.jpg")]}
+    before = local.check(query, save=False)
+    assert "coffee" in {m.note_id for m in before.matches if m.verdict != "clear"}
+    local.banks.create("parity-brand", "allow", "allow", actor="test")
+    remote.banks.create("parity-brand", "allow", "allow")
+    try:
+        local.banks.add_note("parity-brand", "coffee", actor="test", lookback=False)
+        remote.banks.add_note("parity-brand", "coffee")
+        here, there = local.check(query, save=False), remote.check(query, save=False)
+        assert comparable(here) == comparable(there)
+        assert "coffee" not in {m.note_id for m in here.matches}  # suppressed by the allow-list, in-process too
+    finally:
+        local.banks.delete("parity-brand", actor="test")
+        remote.banks.delete("parity-brand")
