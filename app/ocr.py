@@ -9,6 +9,8 @@ import threading
 import numpy as np
 from PIL import Image
 
+from encoder.threads import session_options
+
 MIN_CONFIDENCE = 0.5  # RapidOCR's recognition score in [0, 1]
 MIN_CHARS = 2  # single characters are mostly noise on photos
 
@@ -23,7 +25,21 @@ def _get_engine():
             from rapidocr_onnxruntime import RapidOCR
 
             _engine = RapidOCR(print_verbose=False)
+            _resize_sessions(_engine)
         return _engine
+
+
+def _resize_sessions(engine) -> None:
+    """Re-open RapidOCR's three ONNX sessions with encoder.threads.session_options() (ENCODER_THREADS intra-op
+    threads, one inter-op thread, no spinning): RapidOCR's own options leave ONNX Runtime's default pools."""
+    import onnxruntime as ort
+    from rapidocr_onnxruntime.main import DEFAULT_CFG_PATH
+    from rapidocr_onnxruntime.utils import read_yaml, update_model_path
+
+    paths = update_model_path(read_yaml(DEFAULT_CFG_PATH))
+    for part, section in ((engine.text_det.infer, "Det"), (engine.text_cls.infer, "Cls"), (engine.text_rec.session, "Rec")):
+        part.session = ort.InferenceSession(paths[section]["model_path"], sess_options=session_options(),
+                                            providers=["CPUExecutionProvider"])
 
 
 def ocr_image(image: Image.Image) -> list[str]:

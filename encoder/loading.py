@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from encoder.checkpoint import load_checkpoint
 from encoder.inprocess import InProcessEncoder
+from encoder.threads import apply_threads
 from encoder.types import Encoder
 
 if TYPE_CHECKING:
@@ -23,7 +24,11 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "compact"
 
 def load_encoder(settings: "Settings") -> Encoder:
     """The configured Encoder. Raises FileNotFoundError / encoder.checkpoint.CheckpointError for a bad
-    CHECKPOINT folder; whatever VLLMEncoder.from_settings raises for a bad ENCODER_URL setup."""
+    CHECKPOINT folder; whatever VLLMEncoder.from_settings raises for a bad ENCODER_URL setup.
+
+    Sizes every CPU runtime to ENCODER_THREADS first (encoder.threads), before any tower or OCR engine loads.
+    """
+    apply_threads(settings.encoder_threads)
     if settings.encoder_url:
         from encoder.vllm_encoder import VLLMEncoder  # only needed (and importable) for the vLLM route
 
