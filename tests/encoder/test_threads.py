@@ -77,3 +77,17 @@ def test_zero_threads_is_refused_with_the_setting_named():
 
     with pytest.raises(ValueError, match="ENCODER_THREADS must be >= 1"):
         apply_threads(0)
+
+
+@pytest.mark.parametrize("package", ["app", "encoder", "workers", "training"])
+def test_idle_openmp_workers_sleep_before_torch_loads(package):
+    """libgomp reads OMP_WAIT_POLICY once, when torch is imported: each of our packages sets it first."""
+    code = (f"import sys, os; import {package}; "
+            "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["PASSIVE", "False"]
+    mine = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                          capture_output=True, text=True, timeout=120)
+    assert mine.stdout.split()[0] == "ACTIVE"  # an explicit choice is kept
