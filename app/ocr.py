@@ -6,7 +6,8 @@ all-in-one `RapidOCR.__call__` (which upscales every image to a 736-pixel *short
 1. the DB text detector on each image resized so its *long* side is at most DET_MAX_SIDE (never upscaled);
 2. no detected box in any image of the note -> done: the angle classifier and the recogniser never run;
 3. the boxes' crops, cut from the full-resolution image, of all images of the note go through the
-   180° classifier and the CRNN recogniser in one batched call (REC_BATCH crops per ONNX run).
+   180° classifier and the CRNN recogniser in one batched call (REC_BATCH crops per ONNX run); a note
+   with more than MAX_BOXES boxes has only its MAX_BOXES largest recognised (in reading order).
 Images go to the models as BGR (RapidOCR's models are trained on cv2-decoded images).
 The engine's ONNX sessions are sized by ENCODER_THREADS (encoder.threads.session_options).
 """
@@ -27,6 +28,7 @@ DET_MAX_SIDE = 960  # pixels: the detector's input long side cap (PaddleOCR's de
 DET_SMALL_LONG_SIDE = 640  # pixels: smaller images are enlarged to this long side for the detector only
 DET_MIN_SIDE = 32  # pixels: smaller images are upscaled to this short side (the detector's stride)
 REC_BATCH = 16  # crops per recogniser run (crops of similar aspect ratio are batched together)
+MAX_BOXES = 16  # boxes recognised per note, the largest first (the encoder keeps 16 OCR strings per note)
 
 _engine = None
 _lock = threading.Lock()  # one engine per process; ONNX sessions are thread-safe, the engine's state is not
@@ -35,7 +37,8 @@ _lock = threading.Lock()  # one engine per process; ONNX sessions are thread-saf
 @dataclass
 class OcrRun:
     """What one read_texts call did. texts: accepted lines in image order (duplicates removed);
-    boxes: detected text boxes per image; recognised: crops sent to the recogniser (0 = it never ran)."""
+    boxes: detected text boxes per image; recognised: crops sent to the recogniser (0 = it never ran,
+    at most MAX_BOXES)."""
 
     texts: list[str] = field(default_factory=list)
     boxes: list[int] = field(default_factory=list)
@@ -103,6 +106,12 @@ def _detect(engine, img: np.ndarray) -> list[np.ndarray]:
     return list(engine.sorted_boxes(boxes)) if len(boxes) else []
 
 
+def _area(box: np.ndarray) -> float:
+    """Area in pixels of a (4, 2) quadrilateral (shoelace formula)."""
+    x, y = box[:, 0], box[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+
+
 def read_texts(images: list[Image.Image]) -> OcrRun:
     """OCR all images of a note: detector per image, then one batched recognition of every found box.
 
@@ -114,15 +123,18 @@ def read_texts(images: list[Image.Image]) -> OcrRun:
         return run
     with _lock:
         engine = _get_engine()
-        crops: list[np.ndarray] = []
+        found: list[tuple[np.ndarray, np.ndarray]] = []  # (image, box) in reading order, image by image
         for image in images:
             img = _bgr(image)
             boxes = _detect(engine, img)
             run.boxes.append(len(boxes))
-            if boxes:
-                crops += engine.get_crop_img_list(img, boxes)  # full-resolution crops, (h_i, w_i, 3) BGR
-        if not crops:
+            found += [(img, box) for box in boxes]
+        if not found:
             return run  # no text anywhere: classifier and recogniser never run
+        if len(found) > MAX_BOXES:
+            largest = sorted(range(len(found)), key=lambda i: -_area(found[i][1]))[:MAX_BOXES]
+            found = [found[i] for i in sorted(largest)]
+        crops = [engine.get_crop_img_list(img, [box])[0] for img, box in found]  # full-resolution (h, w, 3) BGR
         crops, _cls, _ = engine.text_cls(crops)  # turns 180°-rotated lines upright
         results, _ = engine.text_rec(crops)  # [(text, score), ...] in crop order
         run.recognised = len(crops)

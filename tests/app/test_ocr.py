@@ -65,3 +65,16 @@ def test_tiny_and_empty_inputs():
     assert ocr.read_texts([]) == ocr.OcrRun()
     assert ocr.read_texts([Image.new("RGB", (20, 20), "white")]).texts == []
     assert ocr.ocr_image(Image.new("L", (200, 100), 255)) == []  # greyscale is converted, not refused
+
+
+def test_a_note_full_of_text_recognises_only_its_largest_boxes():
+    img = Image.new("RGB", (900, 1400), "white")
+    draw = ImageDraw.Draw(img)
+    small, big = ImageFont.load_default(size=28), ImageFont.load_default(size=64)
+    for i in range(ocr.MAX_BOXES + 4):  # more small lines than the cap
+        draw.text((30, 20 + 48 * i), f"line {i} small print", fill="black", font=small)
+    draw.text((30, 1250), "HEADLINE 88", fill="black", font=big)
+    run = ocr.read_texts([img])
+    assert run.boxes[0] > ocr.MAX_BOXES
+    assert run.recognised == ocr.MAX_BOXES
+    assert run.texts[-1] == "HEADLINE 88"  # the largest box is kept, reading order is kept
