@@ -31,7 +31,8 @@ REC_BATCH = 16  # crops per recogniser run (crops of similar aspect ratio are ba
 MAX_BOXES = 16  # boxes recognised per note, the largest first (the encoder keeps 16 OCR strings per note)
 
 _engine = None
-_lock = threading.Lock()  # one engine per process; ONNX sessions are thread-safe, the engine's state is not
+_lock = threading.Lock()  # guards the engine's creation; read_texts only runs ONNX sessions (thread-safe) and
+# RapidOCR's stateless pre/post-processing, never RapidOCR.__call__ (which keeps per-call state)
 
 
 @dataclass
@@ -47,13 +48,14 @@ class OcrRun:
 
 def _get_engine():
     global _engine
-    if _engine is None:
-        from rapidocr_onnxruntime import RapidOCR
+    with _lock:
+        if _engine is None:
+            from rapidocr_onnxruntime import RapidOCR
 
-        engine = RapidOCR(print_verbose=False, rec_batch_num=REC_BATCH)
-        _resize_sessions(engine)
-        _engine = engine
-    return _engine
+            engine = RapidOCR(print_verbose=False, rec_batch_num=REC_BATCH)
+            _resize_sessions(engine)
+            _engine = engine
+        return _engine
 
 
 def _resize_sessions(engine) -> None:
@@ -121,23 +123,22 @@ def read_texts(images: list[Image.Image]) -> OcrRun:
     run = OcrRun()
     if not images:
         return run
-    with _lock:
-        engine = _get_engine()
-        found: list[tuple[np.ndarray, np.ndarray]] = []  # (image, box) in reading order, image by image
-        for image in images:
-            img = _bgr(image)
-            boxes = _detect(engine, img)
-            run.boxes.append(len(boxes))
-            found += [(img, box) for box in boxes]
-        if not found:
-            return run  # no text anywhere: classifier and recogniser never run
-        if len(found) > MAX_BOXES:
-            largest = sorted(range(len(found)), key=lambda i: -_area(found[i][1]))[:MAX_BOXES]
-            found = [found[i] for i in sorted(largest)]
-        crops = [engine.get_crop_img_list(img, [box])[0] for img, box in found]  # full-resolution (h, w, 3) BGR
-        crops, _cls, _ = engine.text_cls(crops)  # turns 180°-rotated lines upright
-        results, _ = engine.text_rec(crops)  # [(text, score), ...] in crop order
-        run.recognised = len(crops)
+    engine = _get_engine()
+    found: list[tuple[np.ndarray, np.ndarray]] = []  # (image, box) in reading order, image by image
+    for image in images:
+        img = _bgr(image)
+        boxes = _detect(engine, img)
+        run.boxes.append(len(boxes))
+        found += [(img, box) for box in boxes]
+    if not found:
+        return run  # no text anywhere: classifier and recogniser never run
+    if len(found) > MAX_BOXES:
+        largest = sorted(range(len(found)), key=lambda i: -_area(found[i][1]))[:MAX_BOXES]
+        found = [found[i] for i in sorted(largest)]
+    crops = [engine.get_crop_img_list(img, [box])[0] for img, box in found]  # full-resolution (h, w, 3) BGR
+    crops, _cls, _ = engine.text_cls(crops)  # turns 180°-rotated lines upright
+    results, _ = engine.text_rec(crops)  # [(text, score), ...] in crop order
+    run.recognised = len(crops)
     seen: dict[str, None] = {}
     for res in results:
         text, score = str(res[0]).strip(), float(res[1])
