@@ -20,10 +20,16 @@ check() (paper §3, "local" and "global" elements; the HMA matcher's "signal + e
    "duplicate" needs the note as a whole (global vector and its images) to match;
 4. verdict per match by thresholds; the report's verdict is the worst one.
 check() only reads the store; the query note is excluded from its own results.
+
+Where the time went (AuditReport.timings_ms, milliseconds of wall time): check() fills `search` (the
+global, element and PDQ searches) and `rescore` (fetching the candidates' stored vectors and scoring
+them); app.library.Library.check adds `prepare` (image decoding and PDQ hashing), `ocr`, `encode` and
+`total` (from the note to the finished report, before it is saved).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -42,6 +48,7 @@ VERDICT_ORDER = {CLEAR: 0, POSSIBLE_INFRINGEMENT: 1, DUPLICATE: 2}
 IMAGE_KINDS = (ElementKind.IMAGE, ElementKind.CROP)
 ELEMENT_STAGE = "element"
 PDQ_STAGE = "pdq"
+TIMING_KEYS = ("prepare", "ocr", "encode", "search", "rescore", "total")  # AuditReport.timings_ms, in order
 
 
 class ModelVersionMismatchError(ValueError):
@@ -160,6 +167,12 @@ class AuditReport:
     n_candidates: int
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     report_id: int | str | None = None  # set when the report is saved in the records
+    timings_ms: dict[str, float] = field(default_factory=dict)  # TIMING_KEYS -> wall ms (module docstring)
+
+    def timings_line(self) -> str:
+        """One line for people: `encode 41 ms · ocr 0 ms · search 6 ms · rescore 2 ms · total 55 ms` (keys
+        of TIMING_KEYS present in timings_ms, in that order); empty when nothing was timed."""
+        return " · ".join(f"{k} {self.timings_ms[k]:.0f} ms" for k in TIMING_KEYS if k in self.timings_ms)
 
     @property
     def top_score(self) -> float | None:
@@ -262,7 +275,9 @@ def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: QdrantStore, c
         )
     report_config = asdict(config)
     if active is None:
-        return AuditReport(encoded.note_id, encoded.model_version, CLEAR, [], report_config, 0)
+        return AuditReport(encoded.note_id, encoded.model_version, CLEAR, [], report_config, 0,
+                           timings_ms={"search": 0.0, "rescore": 0.0})
+    t_search = time.perf_counter()
 
     exclude = encoded.note_id
     global_vector = np.asarray(encoded.global_vector, dtype=np.float32)  # (D,)
@@ -289,6 +304,7 @@ def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: QdrantStore, c
     if visible is not None:
         admitted = visible(list(stages))
         stages = {n: found_in for n, found_in in stages.items() if n in admitted}
+    t_rescore = time.perf_counter()
     matches = []
     for note_id, vectors in store.note_vectors(list(stages), dim).items():
         g = float(np.clip(vectors.global_vector @ global_vector, -1.0, 1.0))
@@ -308,4 +324,6 @@ def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: QdrantStore, c
     matches.sort(key=lambda m: (-m.score, m.note_id))
     matches = matches[:limit]
     worst = max((m.verdict for m in matches), key=VERDICT_ORDER.__getitem__, default=CLEAR)
-    return AuditReport(encoded.note_id, encoded.model_version, worst, matches, report_config, len(stages))
+    timings = {"search": (t_rescore - t_search) * 1e3, "rescore": (time.perf_counter() - t_rescore) * 1e3}
+    return AuditReport(encoded.note_id, encoded.model_version, worst, matches, report_config, len(stages),
+                       timings_ms=timings)

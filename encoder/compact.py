@@ -41,6 +41,7 @@ class CompactUniNote(nn.Module):
             self.image_head = ProjectionHead(IMAGE_FEATURE_DIM, D, hidden, init_weights=init_weights)
             self.text_head = ProjectionHead(TEXT_FEATURE_DIM, D, hidden, init_weights=init_weights)
             self.fusion = NoteFusion(self.config.dim)
+        self.image_runner = None  # None = the torch ImageTower; else a callable like it (encoder.onnx_tower)
 
     # -- frozen towers (shared per process, not submodules) --------------------------------------------
     @property
@@ -66,7 +67,7 @@ class CompactUniNote(nn.Module):
         if len(images) == 0:
             return torch.zeros(0, len(self.boxes), IMAGE_FEATURE_DIM)
         tower = self.image_tower
-        fmap = tower(tower.preprocess(images))  # (B, 1280, h, w)
+        fmap = (self.image_runner or tower)(tower.preprocess(images))  # (B, 1280, h, w)
         return region_gem(fmap, self.boxes, p=self.config.gem_p)  # (B, R, 1280)
 
     @torch.no_grad()

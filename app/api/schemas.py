@@ -65,6 +65,8 @@ class AuditReportOut(Out):
     created_at: str
     report_id: int | None = None
     top_score: float | None = None
+    timings_ms: dict[str, float] = Field(default_factory=dict, description="Where the check's time went, wall ms: "
+                                         "prepare, ocr, encode, search, rescore, total (app/audit.py)")
 
 
 class SignalHitOut(Out):

@@ -64,7 +64,7 @@ def summary_markdown(view: ReportView) -> str:
     return (f"### Report #{view.report_id}: {badge}\n"
             f"Query `{r.query_note_id}` · checked {view.created_at} UTC · top score **{top}** · "
             f"{len(r.matches)} matches of {r.n_candidates} candidates · thresholds {thresholds} · "
-            f"model `{r.model_version}`")
+            f"model `{r.model_version}`" + (f"  \nTime: {r.timings_line()}" if r.timings_ms else ""))
 
 
 def match_rows(view: ReportView) -> list[list]:

@@ -52,10 +52,13 @@ def test_ingest_check_and_delete(env):
     assert out.exit_code == 0, out.output
     report = json.loads(out.output)
     assert report["matches"][0]["note_id"] == "n2" and report["verdict"] != "clear"
+    assert list(report["timings_ms"]) == ["prepare", "ocr", "encode", "search", "rescore", "total"]
+    assert report["timings_ms"]["encode"] > 0 and report["timings_ms"]["search"] > 0
 
     out = runner.invoke(main, ["check", "n2"])  # a stored note against the rest of the library
     assert out.exit_code == 0, out.output
     assert "verdict:" in out.output and "n2 " not in out.output
+    assert "time: prepare" in out.output and "search" in out.output and "ms · total" in out.output
 
     assert runner.invoke(main, ["delete", "n2"]).exit_code == 0
     out = runner.invoke(main, ["check", "n2"])

@@ -7,11 +7,12 @@ import dataclasses
 
 import pytest
 
+from app.audit import TIMING_KEYS
 from app.client import UniNoteClient
 from app.remote_client import NotFoundError, RejectedError
 from app.settings import Settings
 
-VOLATILE = ("created_at", "report_id")  # when and under which id each side saved its report
+VOLATILE = ("created_at", "report_id", "timings_ms")  # when, under which id, how fast each side checked
 
 
 def comparable(report) -> dict:
@@ -47,6 +48,8 @@ def test_check_gives_the_same_report_remote_and_in_process(api_server, local, re
         here, there = local.check(q, save=False), remote.check(q, save=False)
         assert comparable(there) == comparable(here), q["note_id"]
         assert there.report_id is None
+        assert list(there.timings_ms) == list(TIMING_KEYS)  # the server's split, through the API schema
+        assert there.timings_ms["search"] > 0 and there.timings_ms["total"] >= there.timings_ms["search"]
     # and the planted copy is found, by both
     report = remote.check(queries(api_server.photos)[0], save=True)
     assert report.matches[0].note_id == "astronaut" and report.verdict != "clear"
