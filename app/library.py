@@ -23,7 +23,7 @@ from app.preparation import PreparedNote, prepare_note
 from app.records import registry, reports
 from app.records.db import make_engine, migrate, session_factory, transaction
 from app.settings import Settings, get_settings
-from app.store import QdrantStore
+from app.store import VectorStore, open_store
 from encoder.loading import load_encoder
 from encoder.types import ElementKind, EncodedNote, Encoder, InputError, LocalVector
 
@@ -48,7 +48,7 @@ class IndexResult:
 class Library:
     """Encoder + vector store + records, from one Settings object."""
 
-    def __init__(self, settings: Settings, encoder: Encoder, store: QdrantStore, sessions: sessionmaker[Session]):
+    def __init__(self, settings: Settings, encoder: Encoder, store: VectorStore, sessions: sessionmaker[Session]):
         self.settings = settings
         self.encoder = encoder
         self.store = store
@@ -63,7 +63,7 @@ class Library:
         url = settings.resolved_database_url
         migrate(url)
         sessions = session_factory(make_engine(url))
-        return cls(settings, encoder or load_encoder(settings), QdrantStore.from_settings(settings), sessions)
+        return cls(settings, encoder or load_encoder(settings), open_store(settings), sessions)
 
     def close(self) -> None:
         self.store.close()
