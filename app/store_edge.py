@@ -236,7 +236,10 @@ class EdgeStore:
             vectors[f"{kind}_{full}"] = qe.EdgeVectorParams(size=full, distance=cos)
         vectors[PDQ_VECTOR] = qe.EdgeVectorParams(size=PDQ_BITS, distance=qe.Distance.Manhattan,
                                                   datatype=qe.VectorStorageDatatype.Uint8)
-        return qe.EdgeConfig(vectors=vectors)
+        optimizers = None
+        if self.config.indexing_threshold_kb is not None:
+            optimizers = qe.EdgeOptimizersConfig(indexing_threshold=self.config.indexing_threshold_kb)
+        return qe.EdgeConfig(vectors=vectors, optimizers=optimizers)
 
     def ensure_collections(self, version: str, dims: Sequence[int]) -> None:
         """Create the shard of `version` if missing (dims: the encoder's Matryoshka dims, ascending, last = D).

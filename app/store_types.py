@@ -65,6 +65,7 @@ class StoreConfig:
     exact: bool = False  # brute-force search instead of HNSW (Edge, server)
     hnsw_ef: int | None = None  # HNSW ef at search time (None = the engine's default)
     optimize_points: int = 20_000  # Edge: build the HNSW index once this many points are unindexed
+    indexing_threshold_kb: int | None = None  # Edge: segments above this size get HNSW (None = Edge's default)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "StoreConfig":
