@@ -40,9 +40,9 @@ class _Commands(click.Group):
                 raise
             from app.records.errors import MigrationPermissionError
             from app.service_errors import service_failure
-            from app.store_types import StoreLockedError, StoreOpenError
+            from app.store_types import StoreLockedError, StoreOpenError, StoreWriteError
 
-            own = (MigrationPermissionError, StoreOpenError, StoreLockedError)
+            own = (MigrationPermissionError, StoreOpenError, StoreLockedError, StoreWriteError)
             failure = e if isinstance(e, own) else service_failure(e, get_settings())
             if failure is None:
                 raise

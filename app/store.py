@@ -15,14 +15,14 @@ from app.store_edge import EdgeStore, StoreMigrationNeededError, is_local_mode_f
 from app.store_server import QdrantStore
 from app.store_types import (ELEMENTS, NOTES, PDQ_VECTOR, POINT_NAMESPACE, CollectionsMissingError, ElementHit,
                              GlobalHit, NoteVectors, PayloadError, PdqHit, StoreConfig, StoredElement, StoredNote,
-                             StoreLockedError, StoreOpenError, element_point_id, note_point_id, physical_name)
+                             StoreLockedError, StoreOpenError, StoreWriteError, element_point_id, note_point_id, physical_name)
 
 VectorStore = Union[EdgeStore, QdrantStore]
 
 __all__ = [
     "ELEMENTS", "NOTES", "PDQ_VECTOR", "POINT_NAMESPACE", "CollectionsMissingError", "EdgeStore", "ElementHit",
     "GlobalHit", "NoteVectors", "PayloadError", "PdqHit", "QdrantStore", "StoreConfig", "StoreLockedError",
-    "StoreMigrationNeededError", "StoreOpenError", "StoredElement", "StoredNote", "VectorStore",
+    "StoreMigrationNeededError", "StoreOpenError", "StoreWriteError", "StoredElement", "StoredNote", "VectorStore",
     "element_point_id", "is_local_mode_folder", "note_point_id", "open_store", "physical_name",
 ]
 

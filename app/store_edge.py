@@ -13,9 +13,9 @@ aliases, so the folder holds (docs/architecture.md):
 
 Notes and elements share a shard so that a note and all its elements are ONE upsert operation, one WAL
 record: a process killed mid-upsert leaves the note whole (old or new) or absent. A query that names a vector
-(`local_512`) only sees points that have it, so element searches never meet note points. Stale elements of a
-shrunk note are dropped by a second operation; reads go by the note's `element_keys`, so a crash between the
-two never shows them.
+(`local_512`) only sees points that have it, so element searches never meet note points. The elements a
+re-indexed note no longer has are overwritten in that same operation by vector-less tombstones (invisible to
+every search, count and read) and deleted by a second one, so a crash in between leaves nothing visible.
 
 Search runs inside the engine: HNSW (or exact, StoreConfig.exact), the coarse-to-fine prefix -> full-dim
 re-score as one query with a prefetch (MRL, Kusupati et al. 2022; paper §3.3), exclude-self and `only` as
@@ -31,8 +31,9 @@ import json
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import qdrant_edge as qe
@@ -41,7 +42,7 @@ from app.image_hashes import PDQ_BITS, PdqHash
 from app.settings import Settings
 from app.store_types import (PDQ_VECTOR, CollectionsMissingError, ElementHit, GlobalHit, NoteVectors, PayloadError,
                              PdqHit, PointWrite, StoreConfig, StoredElement, StoredNote, StoreLockedError,
-                             StoreOpenError, check_limit, check_vectors, element_hit, element_ids_of, note_point_id,
+                             StoreOpenError, StoreWriteError, check_limit, check_vectors, element_hit, element_ids_of, note_point_id,
                              note_points, pdq_bits, pdq_hits, physical_name, prefix_and_full, stage_name,
                              stored_element)
 from encoder.types import EncodedNote, matryoshka_prefix
@@ -51,7 +52,7 @@ MANIFEST = "uninote-edge.json"
 LOCK_FILE = ".uninote-edge.lock"
 SHARDS = "shards"
 RECORD = "_record"  # payload key: "note" or "element"
-NOTE, ELEMENT = "note", "element"
+NOTE, ELEMENT, STALE = "note", "element", "stale"  # STALE: a dropped element, emptied in the note's upsert
 INDEXED_FIELDS = ("note_id", "kind", RECORD)
 
 
@@ -106,7 +107,10 @@ class EdgeStore:
         try:
             self._open()
         except BaseException:
-            self.close()
+            try:
+                self.close()
+            except StoreWriteError:
+                pass
             raise
 
     # ---- opening -------------------------------------------------------------------------------------
@@ -168,6 +172,10 @@ class EdgeStore:
         try:
             return qe.EdgeShard.load(str(folder))
         except Exception as err:  # the engine raises a plain Exception with its reason
+            reason = str(err)
+            if "ermission denied" in reason or "not permitted" in reason:
+                raise StoreOpenError(f"no permission to open the store folder {folder} ({reason[:200]}): give this "
+                                     f"user read/write access to it") from err
             raise StoreOpenError(
                 f"the store folder {folder} is corrupt or not a Qdrant Edge shard ({str(err)[:200]}); restore it "
                 f"from a backup, or move it away and index the notes again") from err
@@ -207,11 +215,36 @@ class EdgeStore:
         info = shard.info()  # indexed_vectors_count counts vectors: about 2 per point (prefix + full)
         return max(0, info.points_count - info.indexed_vectors_count // 2)
 
+    def _write_error(self, err: Exception, doing: str) -> StoreWriteError:
+        """The engine's plain Exception as one line naming the folder and the cause."""
+        reason = str(err).replace("\n", " ")[:300]
+        if any(s in reason for s in ("ermission denied", "not permitted", "PermissionDenied")):
+            return StoreWriteError(f"no permission to write the store folder {self.path} while {doing} ({reason}); "
+                                   f"give this user read/write access to it")
+        if any(s in reason for s in ("No space left", "StorageFull", "os error 28")):
+            return StoreWriteError(f"the disk of the store folder {self.path} is full while {doing}; free space "
+                                   f"and retry (nothing stored was lost)")
+        return StoreWriteError(f"writing the store folder {self.path} failed while {doing}: {reason}")
+
+    @contextmanager
+    def _writing(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except (ValueError, TypeError, StoreWriteError):
+            raise
+        except Exception as err:  # the engine raises a plain Exception with its reason
+            raise self._write_error(err, doing) from err
+
     def close(self) -> None:
-        """Flush and close the shards, release the folder lock. Safe to call twice."""
+        """Flush and close the shards, release the folder lock. Safe to call twice. Raises StoreWriteError
+        when a flush fails (everything is closed and the lock released all the same; the WAL keeps the
+        writes that were acknowledged)."""
+        failure: StoreWriteError | None = None
         for shard in self._shards.values():
             try:
                 shard.flush()
+            except Exception as err:
+                failure = failure or self._write_error(err, "flushing it")
             finally:
                 shard.close()
         self._shards.clear()
@@ -219,6 +252,8 @@ class EdgeStore:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = None
+        if failure is not None:
+            raise failure
 
     def __enter__(self) -> "EdgeStore":
         return self
@@ -257,14 +292,15 @@ class EdgeStore:
             return
         final = self.path / SHARDS / version
         tmp = self.path / SHARDS / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
-        shard = qe.EdgeShard.create(str(tmp), self._edge_config(prefix, full))
-        try:
-            for name in INDEXED_FIELDS:
-                shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
-            shard.flush()
-        finally:
-            shard.close()
-        os.replace(tmp, final)
+        with self._writing(f"creating version {version!r}"):
+            shard = qe.EdgeShard.create(str(tmp), self._edge_config(prefix, full))
+            try:
+                for name in INDEXED_FIELDS:
+                    shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+                shard.flush()
+            finally:
+                shard.close()
+            os.replace(tmp, final)
         self._shards[version] = self._load_shard(final)
         self._pending[version] = 0
 
@@ -305,7 +341,7 @@ class EdgeStore:
 
     # ---- writes --------------------------------------------------------------------------------------
     def upsert_note(self, encoded: EncodedNote, pdq: Sequence[PdqHash | None], payload: dict[str, Any]) -> None:
-        """Write one note and its elements as ONE upsert operation, then drop its stale elements.
+        """Write one note, its elements and tombstones of its dropped elements as ONE upsert operation.
 
         pdq: one entry per image of the note, by image index (None = no hash), or empty.
         payload: extra JSON-able note payload (author, created_at, ...); the store's own keys win.
@@ -322,20 +358,24 @@ class EdgeStore:
             self._delete_in(shard, note_id, swallow=True)
             raise
         try:
-            old_ids = set(self._element_ids(shard, [note_id]).get(note_id, []))
-            self._write(shard, [write.note], NOTE, write.elements)
-            stale = sorted(old_ids - {p.id for p in write.elements})
-            if stale:
-                shard.update(qe.UpdateOperation.delete_points(stale))
+            with self._writing(f"writing note {note_id!r}"):
+                old_ids = set(self._element_ids(shard, [note_id]).get(note_id, []))
+                stale = sorted(old_ids - {p.id for p in write.elements})
+                tombstones = [PointWrite(pid, {}, {"note_id": note_id}) for pid in stale]
+                self._write(shard, [write.note], NOTE, write.elements, tombstones)
+                if stale:  # clean-up only: a tombstone has no vector, so no search, count or read sees it
+                    shard.update(qe.UpdateOperation.delete_points(stale))
         except BaseException:
             self._delete_in(shard, note_id, swallow=True)
             raise
         self._after_write(encoded.model_version, 1 + len(write.elements))
 
     def _write(self, shard: qe.EdgeShard, notes: Iterable[PointWrite], record: str,
-               elements: Iterable[PointWrite] = ()) -> None:
+               elements: Iterable[PointWrite] = (), tombstones: Iterable[PointWrite] = ()) -> None:
+        """One upsert operation (one WAL record: applied whole or not at all after a crash)."""
         points = [qe.Point(p.id, p.vectors, p.payload | {RECORD: record}) for p in notes]
         points += [qe.Point(p.id, p.vectors, p.payload | {RECORD: ELEMENT}) for p in elements]
+        points += [qe.Point(p.id, p.vectors, p.payload | {RECORD: STALE}) for p in tombstones]
         if points:
             shard.update(qe.UpdateOperation.upsert_points(points))
 
@@ -343,7 +383,8 @@ class EdgeStore:
         """Raw points into a version (record = "note" or "element"), one operation; what migration writes."""
         if record not in (NOTE, ELEMENT):
             raise ValueError(f"record must be {NOTE!r} or {ELEMENT!r}, got {record!r}")
-        self._write(self._require(version), points, record)
+        with self._writing(f"writing {len(points)} points into version {version!r}"):
+            self._write(self._require(version), points, record)
         self._after_write(version, len(points))
 
     def _after_write(self, version: str, n_points: int) -> None:
@@ -354,7 +395,8 @@ class EdgeStore:
     def optimize(self, version: str | None = None) -> None:
         """Build the HNSW index of the written points now (blocking; one version, default all)."""
         for name in [version] if version else list(self._shards):
-            self._shards[name].optimize()
+            with self._writing(f"building the HNSW index of version {name!r}"):
+                self._shards[name].optimize()
             self._pending[name] = self._unindexed(self._shards[name])
 
     def delete_note(self, note_id: str) -> bool:
@@ -363,7 +405,8 @@ class EdgeStore:
         existed = False
         for shard in self._shards.values():
             existed |= bool(shard.retrieve([note_point_id(note_id)], with_payload=False, with_vector=False))
-            self._delete_in(shard, note_id, swallow=False)
+            with self._writing(f"deleting note {note_id!r}"):
+                self._delete_in(shard, note_id, swallow=False)
         return existed
 
     @staticmethod
@@ -380,7 +423,8 @@ class EdgeStore:
         pid = note_point_id(note_id)
         if shard is None or not shard.retrieve([pid], with_payload=False, with_vector=False):
             return False
-        shard.update(qe.UpdateOperation.set_payload([pid], {k: v for k, v in values.items() if k != RECORD}))
+        with self._writing(f"updating note {note_id!r}"):
+            shard.update(qe.UpdateOperation.set_payload([pid], {k: v for k, v in values.items() if k != RECORD}))
         return True
 
     # ---- reads ---------------------------------------------------------------------------------------

@@ -49,6 +49,11 @@ class StoreOpenError(RuntimeError):
     (the message names the folder and what to do)."""
 
 
+class StoreWriteError(RuntimeError):
+    """The embedded store folder refused a write (permission, full disk, I/O): the message names the folder.
+    The note being written is left absent, never half-written."""
+
+
 @dataclass(frozen=True)
 class StoreConfig:
     """How collections are created and searched (from `Settings`; server-only fields are ignored elsewhere)."""
