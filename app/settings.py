@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     qdrant_on_disk: bool = Field(False, description="Keep full-dim vectors on disk (server only).")
     qdrant_quantize_prefix: bool = Field(False, description="int8 scalar quantization of the prefix vector.")
     prefix_dim: int = Field(64, description="Matryoshka prefix dim used by the first (prefetch) stage.")
-    prefetch_limit: int = Field(1000, ge=1, description="Candidates fetched by the prefix stage.")
+    prefetch_limit: int = Field(1000, ge=1, description="Candidates fetched by the prefix stage (global search).")
+    element_prefetch_limit: int = Field(200, ge=1, description="Candidates of the prefix stage per query element.")
     qdrant_prefetch: bool | None = Field(
         None, description="Coarse-to-fine (prefix prefetch) search; unset = on (Edge and server), off in "
                           "qdrant-client local mode."

@@ -348,6 +348,14 @@ class QdrantStore:
                 for r in records]
         return rows, (None if next_offset is None else str(next_offset))
 
+    def points(self, version: str, which: str, ids: Sequence[str]) -> list[tuple[str, dict[str, list[float]], dict[str, Any]]]:
+        """Raw (id, vectors, payload) of the given point ids of a version's collection (absent ids left out)."""
+        if not ids:
+            return []
+        records = self.client.retrieve(physical_name(which, version), ids=list(ids), with_payload=True,
+                                       with_vectors=True)
+        return [(str(r.id), {k: list(v) for k, v in (r.vector or {}).items()}, dict(r.payload or {})) for r in records]
+
     def count_in(self, version: str, which: str) -> int:
         """Points in a version's physical collection (which = NOTES or ELEMENTS)."""
         return self.client.count(physical_name(which, version), exact=True).count
@@ -366,10 +374,11 @@ class QdrantStore:
         dim = vector.shape[0]
         prefetch = None
         if use_prefetch and self.config.prefix_dim < dim:
+            candidates = self.config.prefetch_limit if kind == "global" else self.config.element_prefetch_limit
             prefetch = models.Prefetch(
                 query=matryoshka_prefix(vector, self.config.prefix_dim).tolist(),
                 using=f"{kind}_{self.config.prefix_dim}",
-                limit=max(self.config.prefetch_limit, limit),
+                limit=max(candidates, limit),
                 filter=flt,
                 params=self._params(),
             )

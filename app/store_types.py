@@ -59,7 +59,8 @@ class StoreConfig:
     """How collections are created and searched (from `Settings`; server-only fields are ignored elsewhere)."""
 
     prefix_dim: int = 64  # Matryoshka prefix dim of the prefetch stage
-    prefetch_limit: int = 1000  # candidates fetched by the prefix stage
+    prefetch_limit: int = 1000  # candidates fetched by the prefix stage of the global search
+    element_prefetch_limit: int = 200  # ... of each element query (10 kept per query: 1000 costs 5x, same top-10)
     shard_number: int = 1  # shards per collection (server)
     replication_factor: int = 1  # replicas per shard (cluster)
     on_disk: bool = False  # keep the full-dim vectors on disk (server)
@@ -77,6 +78,7 @@ class StoreConfig:
         return cls(
             prefix_dim=settings.prefix_dim,
             prefetch_limit=settings.prefetch_limit,
+            element_prefetch_limit=settings.element_prefetch_limit,
             shard_number=settings.qdrant_shard_number,
             replication_factor=settings.qdrant_replication_factor,
             on_disk=settings.qdrant_on_disk,
