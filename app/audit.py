@@ -38,7 +38,7 @@ import numpy as np
 
 from app.image_hashes import PdqHash, hamming
 from app.settings import Settings
-from app.store import QdrantStore
+from app.store import VectorStore
 from encoder.types import Box, ElementKind, EncodedNote, LocalVector
 
 DUPLICATE = "duplicate"
@@ -254,7 +254,7 @@ def _evidence(encoded: EncodedNote, pdq: list[PdqHash | None], vectors, config: 
     return out
 
 
-def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: QdrantStore, config: AuditConfig,
+def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: VectorStore, config: AuditConfig,
           limit: int = 10, visible: Callable[[list[str]], set[str]] | None = None) -> AuditReport:
     """Audit one encoded note against the library (read-only); see the module docstring.
 

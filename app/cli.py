@@ -40,8 +40,10 @@ class _Commands(click.Group):
                 raise
             from app.records.errors import MigrationPermissionError
             from app.service_errors import service_failure
+            from app.store_types import StoreLockedError, StoreOpenError, StoreWriteError
 
-            failure = e if isinstance(e, MigrationPermissionError) else service_failure(e, get_settings())
+            own = (MigrationPermissionError, StoreOpenError, StoreLockedError, StoreWriteError)
+            failure = e if isinstance(e, own) else service_failure(e, get_settings())
             if failure is None:
                 raise
             click.echo(f"error: {failure}", err=True)
@@ -175,6 +177,30 @@ def delete(note_id: str) -> None:
     finally:
         lib.close()
     click.echo(f"deleted {note_id}")
+
+
+@main.group()
+def store() -> None:
+    """The vector store (the embedded Qdrant Edge folder, or a Qdrant server)."""
+
+
+@store.command("migrate")
+def store_migrate() -> None:
+    """Copy a store written by the old qdrant-client local mode (QDRANT_PATH) into Qdrant Edge, verify the
+    counts, and keep the old folder beside it."""
+    from app.store import StoreConfig
+    from app.store_migration import MigrationError, migrate_local_store
+
+    settings = get_settings()
+    if settings.qdrant_url:
+        raise click.ClickException("QDRANT_URL is set: a Qdrant server needs no migration (unset it to migrate "
+                                   f"the embedded folder {settings.resolved_qdrant_path})")
+    try:
+        report = migrate_local_store(settings.resolved_qdrant_path, StoreConfig.from_settings(settings))
+    except MigrationError as e:
+        raise click.ClickException(str(e)) from None
+    for line in report.lines():
+        click.echo(line)
 
 
 @main.command()

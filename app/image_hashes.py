@@ -28,7 +28,7 @@ class PdqHash:
         bits = np.asarray(self.bits)
         if bits.shape != (PDQ_BITS,):
             raise ValueError(f"PDQ bits must have shape ({PDQ_BITS},), got {bits.shape}")
-        if bits.size and not np.isin(bits, (0, 1)).all():
+        if bits.size and ((bits != 0) & (bits != 1)).any():  # np.isin: 10x slower, and hits read many
             raise ValueError("PDQ bits must be 0/1")
         object.__setattr__(self, "bits", bits.astype(np.uint8))
         object.__setattr__(self, "quality", int(self.quality))

@@ -31,7 +31,7 @@ from app.records import registry, reports, store_writes
 from app.records.db import make_engine, migrate, session_factory, transaction
 from app.records.types import NoteStatus
 from app.settings import Settings, get_settings
-from app.store import QdrantStore
+from app.store import VectorStore, open_store
 from encoder.loading import load_encoder
 from encoder.types import ElementKind, EncodedNote, Encoder, InputError, LocalVector
 
@@ -58,7 +58,7 @@ class IndexResult:
 class Library:
     """Encoder + vector store + records, from one Settings object."""
 
-    def __init__(self, settings: Settings, encoder: Encoder, store: QdrantStore, sessions: sessionmaker[Session]):
+    def __init__(self, settings: Settings, encoder: Encoder, store: VectorStore, sessions: sessionmaker[Session]):
         self.settings = settings
         self.encoder = encoder
         self.store = store
@@ -74,7 +74,7 @@ class Library:
         url = settings.resolved_database_url
         migrate(url)
         sessions = session_factory(make_engine(url))
-        library = cls(settings, encoder or load_encoder(settings), QdrantStore.from_settings(settings), sessions)
+        library = cls(settings, encoder or load_encoder(settings), open_store(settings), sessions)
         try:
             library.sweep_interrupted_writes()
         except BaseException:

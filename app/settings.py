@@ -30,18 +30,25 @@ class Settings(BaseSettings):
                        validation_alias="UNINOTE_HOME")
 
     # Vector store (app/store.py)
-    qdrant_url: str | None = Field(None, description="Qdrant server URL; unset = embedded local mode.")
-    qdrant_path: Path | None = Field(None, description="Local-mode storage folder (default HOME/qdrant).")
+    qdrant_url: str | None = Field(None, description="Qdrant server URL (qdrant-client engine); unset = the "
+                                   "embedded Qdrant Edge engine at QDRANT_PATH.")
+    qdrant_path: Path | None = Field(None, description="Embedded (Qdrant Edge) store folder (default HOME/qdrant).")
     qdrant_api_key: str | None = None
     qdrant_shard_number: int = Field(1, ge=1, description="Shards per collection (server/cluster only).")
     qdrant_replication_factor: int = Field(1, ge=1, description="Replicas per shard (cluster only).")
     qdrant_on_disk: bool = Field(False, description="Keep full-dim vectors on disk (server only).")
     qdrant_quantize_prefix: bool = Field(False, description="int8 scalar quantization of the prefix vector.")
     prefix_dim: int = Field(64, description="Matryoshka prefix dim used by the first (prefetch) stage.")
-    prefetch_limit: int = Field(1000, ge=1, description="Candidates fetched by the prefix stage.")
+    prefetch_limit: int = Field(1000, ge=1, description="Candidates fetched by the prefix stage (global search).")
+    element_prefetch_limit: int = Field(200, ge=1, description="Candidates of the prefix stage per query element.")
     qdrant_prefetch: bool | None = Field(
-        None, description="Coarse-to-fine (prefix prefetch) search; unset = on for a server, off in local mode."
+        None, description="Coarse-to-fine (prefix prefetch) search; unset = on (Edge and server), off in "
+                          "qdrant-client local mode."
     )
+    qdrant_exact: bool = Field(False, description="Exact (brute-force) search instead of HNSW (tests, recall checks).")
+    qdrant_hnsw_ef: int | None = Field(None, ge=1, description="HNSW ef at search time; unset = the engine's.")
+    edge_optimize_points: int = Field(
+        20_000, ge=1, description="Edge: build HNSW once about this many points are written but not indexed.")
 
     # Records (app/records)
     database_url: str | None = Field(None, description="SQLAlchemy URL; unset = SQLite at HOME/uninote.db.")

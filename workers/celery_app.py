@@ -137,9 +137,9 @@ def preflight(settings: Settings, concurrency: int, pool: str) -> None:
             f"({settings.resolved_qdrant_path}) only one process may open the folder. Run one worker with "
             f"--concurrency 1, or start Qdrant and set QDRANT_URL to share the store between processes."
         )
-    from app.store import QdrantStore
+    from app.store import open_store
 
-    QdrantStore.from_settings(settings).close()  # raises StoreLockedError naming the folder and the fix
+    open_store(settings).close()  # raises StoreLockedError naming the folder and the fix
 
 
 def needs_library(celery: Celery | None = None) -> bool:

@@ -10,6 +10,7 @@
 | BankExistsError, ModelVersionMismatchError    | 409    | name / model_version                     |
 | PermissionDeniedError                         | 403    | -                                        |
 | StoreLockedError, DatabaseUnreachableError    | 503    | -                                        |
+| StoreOpenError, StoreWriteError               | 503    | -                                        |
 | anything else                                 | 500    | - (logged with its traceback, not sent)  |
 """
 
@@ -27,7 +28,7 @@ from app.audit import ModelVersionMismatchError
 from app.moderation import PermissionDeniedError
 from app.records.banks import BankExistsError
 from app.records.errors import DatabaseUnreachableError, RecordNotFoundError
-from app.store import StoreLockedError
+from app.store import StoreLockedError, StoreOpenError, StoreWriteError
 from app.stored_notes import NoteNotStoredError
 from encoder.types import InputError
 
@@ -110,6 +111,8 @@ def install(app: FastAPI, on_error=None) -> None:
         return respond("value", 422, str(e), _field_of(str(e)))
 
     @app.exception_handler(StoreLockedError)
+    @app.exception_handler(StoreOpenError)
+    @app.exception_handler(StoreWriteError)
     @app.exception_handler(DatabaseUnreachableError)
     async def _unavailable(request: Request, e: Exception):
         log.error("service unavailable: %s", e)

@@ -19,7 +19,7 @@ from app.audit import (CLEAR, DUPLICATE, POSSIBLE_INFRINGEMENT, AuditConfig, Aud
                        ModelVersionMismatchError, check)
 from app.image_hashes import pdq_hash
 from app.settings import Settings
-from app.store import QdrantStore
+from app.store import open_store
 from encoder.loading import load_encoder
 from encoder.types import ElementKind, EncodedNote, NoteInput
 
@@ -69,7 +69,7 @@ class Library:
         torch.set_num_threads(2)
         self.settings = Settings(qdrant_path=tmp / "qdrant", prefetch_limit=50)
         self.encoder = load_encoder(self.settings)
-        self.store = QdrantStore.from_settings(self.settings)
+        self.store = open_store(self.settings)
         self.store.ensure_collections(self.encoder.model_version, self.encoder.dims)
         self.config = AuditConfig.from_settings(self.settings)
         notes = [NoteInput(name, *text, [rgb(getattr(skimage.data, name)())]) for name, text in SKIMAGE_NOTES.items()]
@@ -187,7 +187,7 @@ def unit_note(note_id: str, version: str, seed: int) -> EncodedNote:
 
 
 def test_other_model_version_is_refused(tmp_path):
-    with QdrantStore.from_settings(Settings(qdrant_path=tmp_path / "q")) as store:
+    with open_store(Settings(qdrant_path=tmp_path / "q")) as store:
         store.ensure_collections("v1", (64, 128, 256, 512))
         store.upsert_note(unit_note("a", "v1", 0), [], {})
         with pytest.raises(ModelVersionMismatchError, match="re-index"):
@@ -195,7 +195,7 @@ def test_other_model_version_is_refused(tmp_path):
 
 
 def test_empty_library_is_clear(tmp_path):
-    store = QdrantStore.from_settings(Settings(qdrant_path=tmp_path / "q"))
+    store = open_store(Settings(qdrant_path=tmp_path / "q"))
     encoded = unit_note("x", "v1", 1)
     assert check(encoded, [], store, AuditConfig()).verdict == CLEAR  # no collections yet
     store.ensure_collections("v1", (64, 128, 256, 512))

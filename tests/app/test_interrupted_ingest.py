@@ -1,8 +1,8 @@
 """A `uninote ingest` SIGKILLed in the middle of a note's write (issue 12, item 10).
 
-A real `uninote ingest` process (the CLI's own entry point) is killed with SIGKILL at the two worst points
-of one note's write: after its element points are stored and before its note point ("elements"), and after
-its note point before its registry commit ("note"). The kill is placed by a hook in that process, which
+A real `uninote ingest` process (the CLI's own entry point) is killed with SIGKILL at the worst point of one
+note's write: after its vectors are stored (Edge writes the note point and its element points in one
+operation) and before its registry commit ("note"). The kill is placed by a hook in that process, which
 calls os.kill(SIGKILL) on itself right after the store call returns, so nothing of the process runs after
 it (no except, no finally). Then, in this process:
 - a reader that has not swept (a Library built by hand) never shows the killed note: not in a check of a
@@ -36,7 +36,7 @@ from app.records import registry
 from app.records.db import make_engine, session_factory
 from app.records.types import NoteStatus
 from app.settings import Settings, get_settings
-from app.store import QdrantStore
+from app.store import VectorStore, open_store
 from app.stored_notes import note_details
 from encoder.loading import load_encoder
 from training.edits import apply_edit
@@ -46,8 +46,9 @@ TARGET = "n2"  # the third note of the file: two notes are complete before it, o
 INGEST_TIMEOUT_S = 600  # imports and the encoder on a busy 2-core machine
 
 # Runs `uninote ingest FOLDER` with a hook that SIGKILLs the process right after the store call of STAGE for
-# note TARGET returns. "elements": the qdrant-client upsert into an elements collection; "note": the whole
-# QdrantStore.upsert_note (vectors stored, registry not yet committed).
+# note TARGET returns: "note", the whole EdgeStore.upsert_note (vectors stored, registry not yet committed).
+# (Edge writes a note point and its element points in one operation, so there is no state between them; the
+# SIGKILL inside that operation is tests/app/test_store_faults.py's.)
 KILLING_INGEST = textwrap.dedent("""
     import os, signal, sys
     folder, target, stage = sys.argv[1:4]
@@ -63,14 +64,8 @@ KILLING_INGEST = textwrap.dedent("""
             return out
         setattr(owner, name, wrapped)
 
-    if stage == "elements":
-        from qdrant_client import QdrantClient
-        kill_after(QdrantClient, "upsert", lambda self, collection_name, points, **kw: (
-            collection_name.startswith("elements") and any((p.payload or {}).get("note_id") == target
-                                                           for p in points)))
-    else:
-        from app.store import QdrantStore
-        kill_after(QdrantStore, "upsert_note", lambda self, encoded, *a, **kw: encoded.note_id == target)
+    from app.store import EdgeStore
+    kill_after(EdgeStore, "upsert_note", lambda self, encoded, *a, **kw: encoded.note_id == target)
     from app.cli import main
     main(["ingest", folder], prog_name="uninote")
 """)
@@ -113,11 +108,11 @@ def _query(env: Path, folder: Path) -> Note:
     return Note(note_id="q", title="转发", images=[env / "copy.jpg"])
 
 
-def _element_hits_of(store: QdrantStore, vectors: np.ndarray, note_id: str) -> int:
+def _element_hits_of(store: VectorStore, vectors: np.ndarray, note_id: str) -> int:
     return sum(h.note_id == note_id for hits in store.search_elements(vectors, 50) for h in hits)
 
 
-@pytest.mark.parametrize("stage", ["elements", "note"])
+@pytest.mark.parametrize("stage", ["note"])
 def test_a_note_killed_mid_write_is_never_shown_and_is_swept_on_open(env, stage):
     folder = _notes_folder(env / "notes")
     _killed_ingest(folder, env / "home", stage)
@@ -130,7 +125,7 @@ def test_a_note_killed_mid_write_is_never_shown_and_is_swept_on_open(env, stage)
     target_vectors = np.stack([e.vector for e in encoder.encode([target.inputs])[0].locals]).astype(np.float32)
 
     # A reader before any sweep: the vectors of the killed write are in the store, the reader shows none.
-    raw = Library(settings, encoder, QdrantStore.from_settings(settings),
+    raw = Library(settings, encoder, open_store(settings),
                   session_factory(make_engine(settings.resolved_database_url)))
     try:
         assert _element_hits_of(raw.store, target_vectors, TARGET) > 0  # the write really was cut in half

@@ -1,4 +1,5 @@
-"""QdrantStore on embedded local Qdrant (tmp_path): writes, aliases, locking, search vs numpy brute force."""
+"""The embedded store (Qdrant Edge, tmp_path): writes, versions, locking, search vs numpy brute force.
+The same operations on qdrant-client are compared in test_store_congruence.py."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from qdrant_client import QdrantClient
 
 from app.image_hashes import PdqHash, pdq_hash
 from app.settings import Settings
-from app.store import (CollectionsMissingError, QdrantStore, StoreConfig, element_point_id, note_point_id,
-                       physical_name)
+from app.store import (CollectionsMissingError, EdgeStore, QdrantStore, StoreConfig, VectorStore, element_point_id,
+                       note_point_id, physical_name)
+from app.store import open_store as open_by_settings
 from encoder.types import ElementKind, EncodedNote, LocalVector, matryoshka_prefix
 
 # the remote client checks the server version in the background; there is no server in these tests
@@ -42,8 +44,10 @@ def make_note(note_id: str, rng: np.random.Generator, n_images: int = 2, version
     return EncodedNote(note_id, unit(rng, 1)[0], locals_, version)
 
 
-def open_store(path: Path, **overrides) -> QdrantStore:
-    return QdrantStore.from_settings(Settings(qdrant_path=path, **overrides))
+def open_store(path: Path, **overrides) -> VectorStore:
+    store = open_by_settings(Settings(qdrant_path=path, **overrides))
+    assert isinstance(store, EdgeStore)
+    return store
 
 
 @pytest.fixture
@@ -162,9 +166,9 @@ def test_second_process_gets_store_locked_error(tmp_path):
         script = textwrap.dedent(f"""
             from pathlib import Path
             from app.settings import Settings
-            from app.store import QdrantStore, StoreLockedError
+            from app.store import StoreLockedError, open_store
             try:
-                QdrantStore.from_settings(Settings(qdrant_path=Path({str(path)!r})))
+                open_store(Settings(qdrant_path=Path({str(path)!r})))
             except StoreLockedError as e:
                 print("LOCKED:", e)
         """)
@@ -198,15 +202,17 @@ def test_prefetch_search_equals_numpy_two_stage(tmp_path, prefetch_limit):
             assert [h.note_id for h in hits] == [f"n{i}" for i in expected]
             np.testing.assert_allclose([h.score for h in hits], np.sort(full)[::-1][:10], atol=1e-5)
             assert hits[0].stage == "prefetch global_64 -> global_512"
-            exact = store.search_global(q, limit=10)  # local mode's default: one exact full-dim pass
+            exact = store.search_global(q, limit=10, use_prefetch=False)  # one full-dim pass
             assert [h.note_id for h in exact] == [f"n{i}" for i in np.argsort(-(g @ q))[:10]]
             assert exact[0].stage == "global_512"
         excluded = store.search_global(g[7], limit=3, exclude_note_id="n7")
         assert "n7" not in [h.note_id for h in excluded]
 
 
-def test_prefetch_default_depends_on_the_mode(tmp_path):
-    with open_store(tmp_path / "a") as local:
+def test_prefetch_default_depends_on_the_engine(tmp_path):
+    with open_store(tmp_path / "edge") as edge:
+        assert edge.prefetch_default is True
+    with QdrantStore.open_local(tmp_path / "local") as local:  # Python-side re-scoring: off by default
         assert local.prefetch_default is False
     with QdrantStore(QdrantClient(location=":memory:"), StoreConfig(prefetch=True), is_local=True) as forced:
         assert forced.prefetch_default is True
@@ -289,7 +295,7 @@ def test_pdq_hash_type_in_hits(store):
     assert isinstance(hit.pdq, PdqHash) and hit.pdq == h
 
 
-def note_vectors_of(store: QdrantStore, note_id: str) -> np.ndarray:
+def note_vectors_of(store: VectorStore, note_id: str) -> np.ndarray:
     vectors = store.note_vectors([note_id], D)[note_id]
     image_rows = [i for i, e in enumerate(vectors.elements) if e.kind == ElementKind.IMAGE]
     return vectors.element_matrix()[image_rows]  # (n_images, D)

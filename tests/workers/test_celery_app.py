@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.settings import Settings
-from app.store import QdrantStore, StoreLockedError
+from app.store import StoreLockedError, open_store
 import workers.tasks  # noqa: F401 (registers the tasks)
 from workers.celery_app import QUEUES, app, celery_config, configure, is_eager, preflight
 from workers.worker import NoBrokerError, start_worker
@@ -61,7 +61,7 @@ def test_local_store_refuses_several_processes_with_a_clear_message(tmp_path):
     with pytest.raises(ValueError, match="needs a Qdrant server.*QDRANT_URL"):
         preflight(settings, concurrency=2, pool="prefork")
     preflight(settings, concurrency=1, pool="prefork")  # nobody holds the folder: fine
-    holder = QdrantStore.from_settings(settings)  # e.g. the CLI, or another worker
+    holder = open_store(settings)  # e.g. the CLI, or another worker
     try:
         with pytest.raises(StoreLockedError, match="already open in another process.*QDRANT_URL"):
             preflight(settings, concurrency=1, pool="solo")

@@ -14,7 +14,7 @@ from app.library import Library
 from app.records import registry, reports
 from app.records.db import make_engine, migrate, session_factory
 from app.records.types import NoteStatus
-from app.store import QdrantStore
+from app.store import EdgeStore
 from encoder.loading import load_encoder
 from tests.workers.conftest import note_record, write_notes_file
 from workers import runtime
@@ -24,8 +24,8 @@ from workers.submit import submit_notes
 from workers.tasks import delete_note_task, index_notes_task, lookback_task
 
 
-class RefusingStore(QdrantStore):
-    """The real local store, except that its first `refusals` writes fail the way an unreachable Qdrant
+class RefusingStore(EdgeStore):
+    """The real embedded store, except that its first `refusals` writes fail the way an unreachable Qdrant
     server fails in qdrant-client (ResponseHandlingException around an httpx.ConnectError)."""
 
     refusals = 0

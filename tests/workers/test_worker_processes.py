@@ -16,7 +16,7 @@ import redis
 from app.records import registry
 from app.records.backfills import BackfillState
 from app.settings import Settings
-from app.store import QdrantStore
+from app.store import open_store
 from workers.backfill import backfill_status, job_sessions, list_jobs, run_backfill
 from workers.celery_app import app, configure
 from workers.submit import submit_notes
@@ -60,7 +60,7 @@ def test_a_worker_indexes_deletes_and_looks_back(broker_settings, grocery_file, 
     finally:
         stop_worker(worker)
 
-    with QdrantStore.from_settings(broker_settings) as store:
+    with open_store(broker_settings) as store:
         assert store.count_notes() == 7
     with sessions() as s:
         assert registry.count_by_status(s) == {"pending": 0, "indexed": 7, "failed": 0, "deleted": 1}
@@ -111,7 +111,7 @@ def test_sigkill_mid_backfill_then_another_worker_finishes_it_exactly_once(broke
     assert done.skipped <= batch  # at most the batch cut by the kill was seen again, nothing committed was redone
     with job_sessions(broker_settings)() as s:
         counts = registry.count_by_status(s)
-    with QdrantStore.from_settings(broker_settings) as store:
+    with open_store(broker_settings) as store:
         stored_ids, _ = store.note_ids(limit=1000)
         assert store.count_notes() == counts["indexed"] == n
     assert sorted(stored_ids) == [f"g{i:03d}" for i in range(n)]

@@ -1,0 +1,330 @@
+"""Store engines at library scale: the search part of `check` on 1k / 10k / 100k notes. Run by hand:
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_scale.py [--sizes 1000,10000] [--real 200]
+        [--queries 40] [--engines edge-hnsw,edge-exact,local,numpy] [--local-max 1000]
+
+A few hundred real notes (3 grocery photos of one product each, its title and description; ../shared/data)
+are encoded once with the shipped encoder (OCR off; cached in --cache), the rest of each library is
+synthesised by perturbing real vectors (same element kinds and counts per note; PDQ hashes with 25-60 bits
+flipped) and written through the store API. Queries are real notes perturbed a little (an edited copy).
+
+Per N and engine, each in a fresh process (RSS is that process's own):
+- search p50/p95 ms: the store calls of `app.audit.check` on an encoded note (global, element and PDQ
+  searches, the candidates' vector fetch); check p50: the whole `app.audit.check` (+ its Python re-scoring);
+  numpy: the global and element searches and the candidates' look-up in RAM;
+- recall@10: of the global and the element searches, against exact search (numpy on the same vectors);
+- RSS MB after opening the store (minus the process before), disk bytes per note (allocated blocks), open
+  time, ingest notes/s (upserts, plus Edge's HNSW build, reported apart).
+Engines: `edge-hnsw` (the embedded default), `edge-exact` (Edge, brute force), `local` (qdrant-client's local
+mode, only up to --local-max notes: it is minutes per check beyond), `numpy` (brute force in numpy over
+arrays in RAM: the floor for exact search).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from app.audit import AuditConfig, check  # noqa: E402
+from app.image_hashes import PdqHash  # noqa: E402
+from encoder.types import ElementKind, EncodedNote, LocalVector  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data" / "grocery"
+VERSION = "bench"
+
+
+# ---- real notes, encoded once ---------------------------------------------------------------------------
+def encode_real(n: int, cache: Path) -> Path:
+    """Encode `n` real 3-photo notes (cached as .npz). Returns the cache file."""
+    out = cache / f"real_{n}.npz"
+    if out.exists():
+        return out
+    if not DATA.is_dir():
+        sys.exit(f"no real data at {DATA}: the benchmark needs ../shared/data/grocery")
+    import torch
+
+    from app.notes import Note
+    from app.preparation import prepare_note
+    from app.settings import Settings
+    from encoder.loading import load_encoder
+
+    torch.set_num_threads(1)
+    products = {row["class_id"]: row for row in csv.DictReader(open(DATA / "products.csv", encoding="utf-8"))}
+    by_class: dict[str, list[Path]] = {}
+    for line in open(DATA / "dataset" / "train.txt", encoding="utf-8"):
+        path, fine, _ = [x.strip() for x in line.split(",")]
+        by_class.setdefault(fine, []).append(DATA / "dataset" / path)
+    groups = [(c, paths[i:i + 3]) for c, paths in by_class.items() for i in range(0, len(paths) - 2, 3)]
+    rng = np.random.default_rng(0)
+    groups = [groups[i] for i in rng.permutation(len(groups))[:n]]
+    encoder = load_encoder(Settings(ocr_enabled=False))
+    globals_, elements, kinds, indexes, owners, pdq_bits, pdq_quality = [], [], [], [], [], [], []
+    t0 = time.perf_counter()
+    for i, (c, paths) in enumerate(groups):
+        p = products[c]
+        note = Note(note_id=f"r{i}", title=(p["product_title"] or p["class_name"])[:200],
+                    body=p["product_description"], images=paths)
+        prepared = prepare_note(note, ocr_enabled=False)
+        enc = encoder.encode([prepared.inputs])[0]
+        globals_.append(enc.global_vector)
+        for e in enc.locals:
+            elements.append(e.vector)
+            kinds.append(ElementKind(e.kind).value)
+            indexes.append((e.index, -1 if e.image_index is None else e.image_index))
+            owners.append(i)
+        for h in prepared.pdq:
+            pdq_bits.append(h.bits)
+            pdq_quality.append(h.quality)
+    print(f"encoded {len(groups)} real notes in {time.perf_counter() - t0:.0f} s "
+          f"({len(elements) / len(groups):.1f} elements per note)", file=sys.stderr)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(out, globals=np.stack(globals_), elements=np.stack(elements), kinds=np.array(kinds),
+             indexes=np.array(indexes), owners=np.array(owners), pdq=np.stack(pdq_bits).astype(np.uint8),
+             pdq_quality=np.array(pdq_quality), dims=np.array(encoder.dims))
+    return out
+
+
+# ---- a synthetic library from the real vectors ----------------------------------------------------------
+class Library:
+    """N notes: note j is real note j % R perturbed (j >= R), with the same elements and image count."""
+
+    def __init__(self, real: dict, n: int, seed: int = 0, spread: float = 0.35):
+        self.real, self.n, self.spread = real, n, spread
+        self.R = len(real["globals"])
+        self.dims = tuple(int(d) for d in real["dims"])
+        self.by_owner = [np.flatnonzero(real["owners"] == r) for r in range(self.R)]
+        images = [int(sum(1 for k in real["kinds"][idx] if k == "image")) for idx in self.by_owner]
+        self.pdq_start = np.concatenate([[0], np.cumsum(images)[:-1]]).astype(int)  # (R,) first hash of note r
+        self.seed = seed
+
+    def note(self, j: int, spread: float | None = None, note_id: str | None = None) -> tuple[EncodedNote, list]:
+        r = j % self.R
+        rng = np.random.default_rng(self.seed * 1_000_003 + j)
+        s = (0.0 if j < self.R else self.spread) if spread is None else spread
+
+        def jitter(v: np.ndarray) -> np.ndarray:  # (D,) -> (D,) unit
+            w = v + s * rng.standard_normal(v.shape).astype(np.float32) / np.sqrt(v.shape[0])
+            return (w / np.linalg.norm(w)).astype(np.float32)
+        locals_ = []
+        for e in self.by_owner[r]:
+            index, image_index = (int(x) for x in self.real["indexes"][e])
+            locals_.append(LocalVector(ElementKind(str(self.real["kinds"][e])), index, jitter(self.real["elements"][e]),
+                                       image_index=None if image_index < 0 else image_index))
+        n_images = sum(1 for e in locals_ if e.kind == ElementKind.IMAGE)
+        pdq = []
+        for k in range(n_images):
+            bits = self.real["pdq"][self.pdq_start[r] + k].copy()  # (256,) uint8 0/1
+            if s > 0:  # another photo of the same product: a different hash
+                bits[rng.choice(bits.shape[0], int(rng.integers(25, 61)), replace=False)] ^= 1
+            pdq.append(PdqHash(bits, int(self.real["pdq_quality"][self.pdq_start[r] + k])))
+        return EncodedNote(note_id or f"n{j}", jitter(self.real["globals"][r]), locals_, VERSION), pdq
+
+
+def open_engine(engine: str, path: Path, dims: tuple[int, ...]):
+    from app.store import EdgeStore, QdrantStore, StoreConfig
+
+    if engine == "local":
+        return QdrantStore.open_local(path, StoreConfig(prefetch=False))
+    return EdgeStore(path, StoreConfig(exact=engine == "edge-exact", prefetch=True))
+
+
+class Timed:
+    """The store, with the seconds spent in its calls (the search part of a check) added up in `.spent`."""
+
+    def __init__(self, store):
+        self.store, self.spent = store, 0.0
+
+    def __getattr__(self, name):
+        attr = getattr(self.store, name)
+        if not callable(attr):
+            return attr
+
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return attr(*a, **k)
+            finally:
+                self.spent += time.perf_counter() - t0
+        return timed
+
+
+def rss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def disk_bytes(path: Path) -> int:
+    return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file())
+
+
+class NumpyIndex:
+    """Exact search over arrays in RAM (the floor), with the store's search methods used by audit.check."""
+
+    def __init__(self, lib: Library):
+        self.dim = lib.dims[-1]
+        notes = [lib.note(j) for j in range(lib.n)]
+        self.ids = [n.note_id for n, _ in notes]
+        self.g = np.stack([n.global_vector for n, _ in notes])  # (N, D)
+        self.e = np.stack([e.vector for n, _ in notes for e in n.locals])  # (M, D)
+        self.e_owner = np.array([j for j, (n, _) in enumerate(notes) for _ in n.locals])  # (M,)
+        self.e_keys = [(n.note_id, ElementKind(e.kind).value, e.index) for n, _ in notes for e in n.locals]
+        self.notes = {n.note_id: n for n, _ in notes}
+
+    def global_top(self, q: np.ndarray, k: int, exclude: str | None = None) -> list[str]:
+        s = self.g @ q  # (N,)
+        order = np.argsort(-s)
+        return [self.ids[i] for i in order if self.ids[i] != exclude][:k]
+
+    def element_top(self, Q: np.ndarray, k: int) -> list[list[tuple[str, str, int]]]:
+        """Per query row, the keys (note id, kind, index) of the k nearest stored elements, best first."""
+        s = Q @ self.e.T  # (Q, M)
+        top = np.argpartition(-s, k, axis=1)[:, :k]  # (Q, k)
+        return [[self.e_keys[i] for i in idx[np.argsort(-row[idx])]] for row, idx in zip(s, top)]
+
+
+# ---- one engine, one size, one process ------------------------------------------------------------------
+def run_one(args: argparse.Namespace) -> dict:
+    real = dict(np.load(args.real_file))
+    lib = Library(real, args.n)
+    queries = [lib.note(int(j), spread=0.15, note_id=f"q{i}") for i, j in
+               enumerate(np.random.default_rng(7).integers(0, args.n, args.queries))]
+    config = AuditConfig()
+    out: dict = {"engine": args.engine, "n": args.n}
+    if args.engine == "numpy":
+        t0 = time.perf_counter()
+        base = rss_mb()
+        index = NumpyIndex(lib)
+        out["open_s"] = time.perf_counter() - t0
+        out["rss_mb"] = rss_mb() - base
+        times = []
+        for enc, pdq in queries:  # global + element searches and the candidates' vectors (rows of arrays)
+            t0 = time.perf_counter()
+            found = set(index.global_top(enc.global_vector, config.global_candidates))
+            rows = index.element_top(np.stack([e.vector for e in enc.locals]), config.element_candidates)
+            found |= {key[0] for row in rows for key in row}
+            _ = [index.notes[nid] for nid in found]
+            times.append((time.perf_counter() - t0) * 1000)
+        out["p50_ms"], out["p95_ms"] = float(np.median(times)), float(np.percentile(times, 95))
+        out["recall_global"] = out["recall_elements"] = 1.0
+        return out
+
+    path = Path(args.workdir) / f"{args.engine}_{args.n}"
+    shutil.rmtree(path, ignore_errors=True)
+    store = open_engine(args.engine, path, lib.dims)
+    store.ensure_collections(VERSION, lib.dims)
+    t0 = time.perf_counter()
+    for j in range(args.n):
+        enc, pdq = lib.note(j)
+        store.upsert_note(enc, pdq, {"title": f"note {j}"})
+    ingest_s = time.perf_counter() - t0
+    out["ingest_notes_s"] = args.n / ingest_s
+    if hasattr(store, "optimize"):
+        t0 = time.perf_counter()
+        store.optimize()
+        out["index_build_s"] = time.perf_counter() - t0
+    out["elements"] = store.count_elements()
+    store.close()
+    out["disk_per_note_kb"] = disk_bytes(path) / args.n / 1024
+
+    base = rss_mb()
+    t0 = time.perf_counter()
+    store = open_engine(args.engine, path, lib.dims)
+    store.count_notes()
+    out["open_s"] = time.perf_counter() - t0
+    timed = Timed(store)
+    check(queries[0][0], queries[0][1], timed, config)  # warm-up
+    times, search = [], []
+    for enc, pdq in queries[:args.local_queries if args.engine == "local" else None]:
+        timed.spent = 0.0
+        t0 = time.perf_counter()
+        check(enc, pdq, timed, config)
+        times.append((time.perf_counter() - t0) * 1000)
+        search.append(timed.spent * 1000)
+    out["rss_mb"] = rss_mb() - base
+    out["p50_ms"], out["p95_ms"] = float(np.median(search)), float(np.percentile(search, 95))
+    out["check_p50_ms"] = float(np.median(times))
+
+    index = NumpyIndex(lib)
+    hit_g = hit_e = total_g = total_e = 0
+    for enc, _ in queries[:20]:
+        want = set(index.global_top(enc.global_vector, 10))
+        got = {h.note_id for h in store.search_global(enc.global_vector, 10)}
+        hit_g, total_g = hit_g + len(want & got), total_g + len(want)
+        Q = np.stack([e.vector for e in enc.locals])  # (E, D)
+        for want_row, got_row in zip(index.element_top(Q, 10), store.search_elements(Q, 10)):
+            hit_e += len(set(want_row) & {(h.note_id, h.kind.value, h.index) for h in got_row})
+            total_e += len(want_row)
+    out["recall_global"] = hit_g / total_g
+    out["recall_elements"] = hit_e / total_e
+    store.close()
+    shutil.rmtree(path, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--real", type=int, default=200)
+    parser.add_argument("--queries", type=int, default=40)
+    parser.add_argument("--engines", default="edge-hnsw,edge-exact,local,numpy")
+    parser.add_argument("--local-max", type=int, default=1000, help="largest N qdrant-client local mode runs at")
+    parser.add_argument("--local-queries", type=int, default=8, help="checks timed on local mode (seconds each)")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "uninote_bench_scale")
+    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--engine", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--real-file", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args)))
+        return
+    real_file = encode_real(args.real, args.cache)
+    workdir = args.workdir or tempfile.mkdtemp(prefix="bench_scale_")
+    rows = []
+    for n in [int(x) for x in args.sizes.split(",")]:
+        for engine in args.engines.split(","):
+            if engine == "local" and n > args.local_max:
+                rows.append({"engine": engine, "n": n, "skipped": f"N > --local-max {args.local_max}"})
+                continue
+            cmd = [sys.executable, __file__, "--one", "--engine", engine, "--n", str(n), "--real-file", str(real_file),
+                   "--queries", str(args.queries), "--local-queries", str(args.local_queries), "--workdir", workdir]
+            done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            if done.returncode != 0:
+                rows.append({"engine": engine, "n": n, "skipped": done.stderr.strip().splitlines()[-1][:80]})
+            else:
+                rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]), file=sys.stderr)
+    shutil.rmtree(workdir, ignore_errors=True)
+    cols = [("n", "N", "{:d}"), ("engine", "engine", "{}"), ("p50_ms", "search p50 ms", "{:.1f}"),
+            ("p95_ms", "search p95 ms", "{:.1f}"), ("check_p50_ms", "check p50 ms", "{:.0f}"), ("recall_global", "R@10 global", "{:.3f}"),
+            ("recall_elements", "R@10 elements", "{:.3f}"), ("rss_mb", "RSS MB", "{:.0f}"),
+            ("disk_per_note_kb", "disk KB/note", "{:.1f}"), ("open_s", "open s", "{:.2f}"),
+            ("ingest_notes_s", "ingest notes/s", "{:.0f}"), ("index_build_s", "HNSW build s", "{:.1f}")]
+    print("| " + " | ".join(c[1] for c in cols) + " |")
+    print("|" + "---|" * len(cols))
+    for row in rows:
+        if "skipped" in row:
+            print(f"| {row['n']} | {row['engine']} | skipped: {row['skipped']} |" + " |" * (len(cols) - 3))
+            continue
+        print("| " + " | ".join(fmt.format(row[k]) if k in row else "-" for k, _, fmt in cols) + " |")
+
+
+if __name__ == "__main__":
+    main()
