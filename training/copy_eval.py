@@ -96,3 +96,12 @@ def hash_bits(images: Sequence[Image.Image]) -> tuple[dict[str, np.ndarray], dic
     pdq = np.stack([np.asarray(pdq_hash(im).bits, dtype=np.uint8) for im in images])
     t2 = time.perf_counter()
     return {"phash": ph, "pdq": pdq}, {"phash": len(images) / (t1 - t0), "pdq": len(images) / (t2 - t1)}
+
+
+def background_normalised(sim: np.ndarray, q_desc: np.ndarray, bg_desc: np.ndarray, k: int = 1,
+                          beta: float = 1.0) -> np.ndarray:
+    """SSCD score normalisation (Pizzi et al. 2022, §4.2): sim (Q, R) minus beta x each query's k-th highest
+    cosine to a background set of unrelated photos. q_desc (Q, d), bg_desc (B, d) whole-image descriptors."""
+    bg = q_desc @ bg_desc.T  # (Q, B)
+    kth = -np.partition(-bg, k - 1, axis=1)[:, k - 1]  # (Q,)
+    return sim - beta * kth[:, None]

@@ -4,7 +4,7 @@
 
 Steps: (1) render `views_per_photo` views of each training photo (training.copy_data) and cache the frozen
 prefix's features (fp16, one file under cache_dir keyed by the settings); (2) train the tail with CopyTask
-(AdamW, warm-up + cosine, gradient clip 1) for `steps` steps or `max_minutes`; (3) fit PCA whitening on the
+(AdamW, warm-up + cosine over steps or wall-clock, whichever runs out first; gradient clip 1); (3) fit PCA whitening on the
 clean views of the first `whitening_photos` photos; (4) write <out>/tower.safetensors (encoder.copy_tower_weights)
 and <out>/train_log.json (config, per-step losses, timings).
 """
@@ -66,10 +66,13 @@ def build_view_cache(config: CopyTrainConfig, trunk: CopyTrunk, tower: ImageTowe
     return out, len(train)
 
 
-def _lr(step: int, config: CopyTrainConfig) -> float:
+def _lr(step: int, config: CopyTrainConfig, minutes: float = 0.0) -> float:
+    """Linear warm-up, then cosine to 0 over max(step progress, wall-clock progress): a run cut by max_minutes
+    still ends annealed."""
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    progress = max((step - config.warmup_steps) / max(1, config.steps - config.warmup_steps),
+                   minutes / config.max_minutes)
     return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
@@ -92,11 +95,12 @@ def train(config: CopyTrainConfig, out_dir: Path) -> dict:
     trunk.train()
     step = 0
     for step in range(config.steps):
-        if (time.time() - t0) / 60 > config.max_minutes:
+        minutes = (time.time() - t0) / 60
+        if minutes > config.max_minutes:
             _log(f"max_minutes reached at step {step}")
             break
         for group in opt.param_groups:
-            group["lr"] = _lr(step, config)
+            group["lr"] = _lr(step, config, minutes)
         photos = rng.choice(P, size=min(config.batch_photos, P), replace=False)
         views = np.stack([rng.choice(config.views_per_photo, size=config.batch_views, replace=False) for _ in photos])
         feats = cache[photos[:, None], views].flatten(0, 1).to(config.device, torch.float32)  # (B*V, C, h, w)
@@ -106,7 +110,7 @@ def train(config: CopyTrainConfig, out_dir: Path) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        history.append({"step": step + 1, "loss": loss.item(), **report})
+        history.append({"step": step + 1, "lr": opt.param_groups[0]["lr"], "loss": loss.item(), **report})
         if (step + 1) % config.log_every == 0 or step == 0:
             h = history[-1]
             _log(f"step {step + 1}/{config.steps} loss {h['loss']:.3f} infonce {h['infonce']:.3f} koleo "
