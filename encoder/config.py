@@ -31,7 +31,7 @@ DEFAULT_CROP_BOXES: tuple[Box, ...] = (
 @dataclass(frozen=True)
 class CompactConfig:
     dims: tuple[int, ...] = (64, 128, 256, 512)  # Matryoshka dims, ascending; the last is the full dim D
-    image_tower: str = "efficientnet-lite0"  # frozen image tower (ImageNet weights, pip-shipped)
+    image_tower: str = "efficientnet-lite0"  # frozen image tower: ImageNet weights (pip) or "efficientnet-lite0-copy" (copy-trained, encoder/checkpoints/copy_tower)
     image_size: int = 224  # images are resized to image_size x image_size (Lite0's native size)
     crop_boxes: tuple[Box, ...] = DEFAULT_CROP_BOXES  # fixed crop regions, (x0, y0, x1, y1) fractions
     gem_p: float = 3.0  # GeM pooling exponent (sscd-copy-detection uses 3); 1 = average pooling

