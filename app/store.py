@@ -15,7 +15,8 @@ from app.store_edge import EdgeStore, StoreMigrationNeededError, is_local_mode_f
 from app.store_server import QdrantStore
 from app.store_types import (ELEMENTS, NOTES, PDQ_VECTOR, POINT_NAMESPACE, CollectionsMissingError, ElementHit,
                              GlobalHit, NoteVectors, PayloadError, PdqHit, StoreConfig, StoredElement, StoredNote,
-                             StoreLockedError, StoreOpenError, StoreWriteError, element_point_id, note_point_id, physical_name)
+                             StoreLockedError, StoreOpenError, StoreWriteError, element_point_id, note_point_id,
+                             physical_name)
 
 VectorStore = Union[EdgeStore, QdrantStore]
 

@@ -42,7 +42,8 @@ from app.image_hashes import PDQ_BITS, PdqHash
 from app.settings import Settings
 from app.store_types import (PDQ_VECTOR, CollectionsMissingError, ElementHit, GlobalHit, NoteVectors, PayloadError,
                              PdqHit, PointWrite, StoreConfig, StoredElement, StoredNote, StoreLockedError,
-                             StoreOpenError, StoreWriteError, check_limit, check_vectors, element_hit, element_ids_of, note_point_id,
+                             StoreOpenError, StoreWriteError, check_limit, check_vectors, element_hit, element_ids_of,
+                             note_point_id,
                              note_points, pdq_bits, pdq_hits, physical_name, prefix_and_full, stage_name,
                              stored_element)
 from encoder.types import EncodedNote, matryoshka_prefix
