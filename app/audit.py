@@ -3,7 +3,9 @@
 check() (paper §3, "local" and "global" elements; the HMA matcher's "signal + evidence" report):
 1. candidates = union of
    - global search, coarse-to-fine (`prefetch global_<prefix> -> global_<D>`, app/store.py),
-   - element search: every query element (image, crop, title, body piece, OCR) against stored elements,
+   - element search: every query element (image, crop, title, body piece, OCR) against stored elements
+     (text copies are found here: the global vector misses them); a text element's k-th nearest stored
+     text element is its semantic background (app/text_evidence.py),
    - PDQ search: every query image hash of good quality against stored image hashes (Meta's rule);
 2. each candidate is re-scored exactly from its stored full-dim vectors: global cosine g, and for each
    query element its best-matching element of the candidate (the evidence, with the PDQ Hamming distance
@@ -14,10 +16,12 @@ check() (paper §3, "local" and "global" elements; the HMA matcher's "signal + e
                  else g;
    local_score = best image/crop evidence; an image pair matched by PDQ (distance <= pdq_max_distance,
                  both qualities >= pdq_min_quality) counts at least 1 - pdq_penalty * distance / max_distance.
-   Text evidence (title, body, OCR) is reported but not scored: text-tower cosines of unrelated texts sit
-   near 0.9 (e5 geometry), so they would lift every note. With local_weight < duplicate_threshold, one
-   reused image flags a "possible_infringement" even when the rest of the note differs, while a
-   "duplicate" needs the note as a whole (global vector and its images) to match;
+   text_score  = max(verbatim, semantic_weight * semantic) (app/text_evidence.py: character n-gram overlap
+                 and text-vector cosine, each calibrated so unrelated texts score 0; short texts and
+                 hashtags never count), entered as text_weight * text_score.
+   With local_weight, text_weight < duplicate_threshold, one reused image or a copied text flags a
+   "possible_infringement" even when the rest of the note differs, while a "duplicate" needs the note as
+   a whole (global vector and its images) to match;
 4. verdict per match by thresholds; the report's verdict is the worst one.
 check() only reads the store; the query note is excluded from its own results.
 """
@@ -33,6 +37,7 @@ import numpy as np
 from app.image_hashes import PdqHash, hamming
 from app.settings import Settings
 from app.store import QdrantStore
+from app.text_evidence import TEXT_KINDS, TextEvidenceConfig, TextPiece, joined_text, shingles, text_scores
 from encoder.types import Box, ElementKind, EncodedNote, LocalVector
 
 DUPLICATE = "duplicate"
@@ -62,14 +67,18 @@ class AuditConfig:
     global_candidates: int = 20  # notes taken from the global search
     element_candidates: int = 10  # stored elements taken per query element
     pdq_candidates: int = 10  # stored images taken per query image hash
+    text_weight: float = 0.82  # multiplier of the text score; < duplicate_threshold by design
+    semantic_weight: float = 0.8  # the semantic text score counts this much against the verbatim one
+    text: TextEvidenceConfig = field(default_factory=TextEvidenceConfig)
 
     def __post_init__(self) -> None:
         if not self.infringement_threshold <= self.duplicate_threshold:
             raise ValueError("infringement_threshold must not exceed duplicate_threshold")
         if not 0.0 <= self.global_weight <= 1.0:
             raise ValueError(f"global_weight must be in [0, 1], got {self.global_weight}")
-        if not 0.0 <= self.local_weight <= 1.0:
-            raise ValueError(f"local_weight must be in [0, 1], got {self.local_weight}")
+        for name in ("local_weight", "text_weight", "semantic_weight"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0 <= self.pdq_max_distance <= 256:
             raise ValueError(f"pdq_max_distance must be in [0, 256], got {self.pdq_max_distance}")
         for name in ("global_candidates", "element_candidates", "pdq_candidates"):
@@ -140,6 +149,9 @@ class Match:
     local_score: float
     stages: list[str]
     evidence: list[Evidence]  # best first
+    text_score: float = 0.0  # max(verbatim, semantic_weight * semantic), in [0, 1]
+    verbatim_score: float = 0.0  # calibrated character n-gram overlap of the two notes' texts
+    semantic_score: float = 0.0  # calibrated text-vector cosine
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Match":
@@ -273,17 +285,25 @@ def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: QdrantStore, c
 
     for hit in store.search_global(global_vector, limit=config.global_candidates, exclude_note_id=exclude):
         found(hit.note_id, hit.stage)
+    query_text = [TextPiece(e.kind, e.index, e.text or "", e.vector) for e in encoded.locals if e.kind in TEXT_KINDS]
+    backgrounds: list[float] = []  # per query text element: its k-th nearest stored text element's cosine
     if encoded.locals:
         queries = np.stack([e.vector for e in encoded.locals]).astype(np.float32)  # (Q, D)
-        for hits in store.search_elements(queries, config.element_candidates, exclude_note_id=exclude):
-            for hit in hits:
+        k = config.text.semantic_background_k
+        limit = max(config.element_candidates, k)
+        for q, hits in zip(encoded.locals, store.search_elements(queries, limit, exclude_note_id=exclude)):
+            for hit in hits[:config.element_candidates]:
                 found(hit.note_id, ELEMENT_STAGE)
+            if q.kind in TEXT_KINDS:
+                text_hits = [h.score for h in hits if h.kind in TEXT_KINDS]
+                backgrounds.append(text_hits[k - 1] if len(text_hits) >= k else float("nan"))
     for h in pdq:
         if h is not None and h.quality >= config.pdq_min_quality:
             for hit in store.search_pdq(h, config.pdq_max_distance, config.pdq_candidates, exclude_note_id=exclude):
                 if hit.quality >= config.pdq_min_quality:
                     found(hit.note_id, PDQ_STAGE)
 
+    query_shingles = shingles(joined_text(query_text), config.text.ngram)
     matches = []
     for note_id, vectors in store.note_vectors(list(stages), dim).items():
         g = float(np.clip(vectors.global_vector @ global_vector, -1.0, 1.0))
@@ -297,9 +317,14 @@ def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: QdrantStore, c
         else:
             note_score = g
         local_score = max((e.effective_score for e in image_evidence), default=0.0)
-        score = max(note_score, config.local_weight * local_score)
+        candidate_text = [TextPiece(e.kind, e.index, e.text or "", v)
+                          for e, v in zip(vectors.elements, vectors.element_vectors) if e.kind in TEXT_KINDS]
+        ts = text_scores(query_text, backgrounds, candidate_text, config.text, query_shingles)
+        text_score = max(ts.verbatim, config.semantic_weight * ts.semantic)
+        score = max(note_score, config.local_weight * local_score, config.text_weight * text_score)
         matches.append(Match(note_id, vectors.payload.get("title", ""), score, config.verdict(score), g,
-                             note_score, local_score, stages[note_id], evidence))
+                             note_score, local_score, stages[note_id], evidence, text_score, ts.verbatim,
+                             ts.semantic))
     matches.sort(key=lambda m: (-m.score, m.note_id))
     matches = matches[:limit]
     worst = max((m.verdict for m in matches), key=VERDICT_ORDER.__getitem__, default=CLEAR)
