@@ -10,12 +10,19 @@ check() (paper §3, "local" and "global" elements; the HMA matcher's "signal + e
 2. each candidate is re-scored exactly from its stored full-dim vectors: global cosine g, and for each
    query element its best-matching element of the candidate (the evidence, with the PDQ Hamming distance
    for image pairs);
-3. score = max(note_score, local_weight * local_score) where
+3. score = max(note_score, 1 - (1 - local_weight * local_score) * (1 - text_weight * text_score)) (a
+   noisy-or: either kind of evidence alone counts as before, both together add up) where
    note_score  = global_weight * g + (1 - global_weight) * image_coverage when both notes have images
                  (image_coverage = mean over the query's whole images of their best image/crop score),
                  else g;
-   local_score = best image/crop evidence; an image pair matched by PDQ (distance <= pdq_max_distance,
-                 both qualities >= pdq_min_quality) counts at least 1 - pdq_penalty * distance / max_distance.
+   local_score = best image/crop evidence, normalised against the library as background (SSCD, Pizzi et
+                 al. 2022, "score normalization"): each query image/crop's cosine minus (its similarity
+                 to its background_k-th nearest library note - background_reference), so a photo whose
+                 neighbourhood is crowded (the same product shot by many people) needs more to match and
+                 one threshold means one precision across queries; unknown when the library holds fewer
+                 than background_k other notes with images (then not normalised). An image pair matched
+                 by PDQ (distance <= pdq_max_distance, both qualities >= pdq_min_quality) counts at least
+                 1 - pdq_penalty * distance / max_distance.
    text_score  = max(verbatim, semantic_weight * semantic) (app/text_evidence.py: character n-gram overlap
                  and text-vector cosine, each calibrated so unrelated texts score 0; short texts and
                  hashtags never count), entered as text_weight * text_score.
@@ -70,6 +77,9 @@ class AuditConfig:
     text_weight: float = 0.82  # multiplier of the text score; < duplicate_threshold by design
     semantic_weight: float = 0.8  # the semantic text score counts this much against the verbatim one
     text: TextEvidenceConfig = field(default_factory=TextEvidenceConfig)
+    background_k: int = 5  # an image's k-th nearest other library note is its background (SSCD)
+    background_reference: float = 0.30  # the usual k-th neighbour cosine (median on bench_notes); 0 shift
+    background_hits: int = 64  # stored elements read per query element to find the backgrounds
 
     def __post_init__(self) -> None:
         if not self.infringement_threshold <= self.duplicate_threshold:
@@ -81,7 +91,7 @@ class AuditConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0 <= self.pdq_max_distance <= 256:
             raise ValueError(f"pdq_max_distance must be in [0, 256], got {self.pdq_max_distance}")
-        for name in ("global_candidates", "element_candidates", "pdq_candidates"):
+        for name in ("global_candidates", "element_candidates", "pdq_candidates", "background_k", "background_hits"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
 
@@ -125,6 +135,14 @@ class Evidence:
     matched_text: str | None = None
     pdq_distance: int | None = None
     pdq_match: bool = False
+    background: float | None = None  # image/crop query: cosine to its background_k-th nearest library note
+    shift: float = 0.0  # background - background_reference (0 when the background is unknown)
+
+    @property
+    def normalised_score(self) -> float:
+        """effective_score - shift (SSCD normalisation); a PDQ match never drops below its effective score."""
+        value = self.effective_score - self.shift
+        return max(value, self.effective_score) if self.pdq_match else value
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Evidence":
@@ -199,6 +217,17 @@ class AuditReport:
 def _query_hash(element: LocalVector, pdq: list[PdqHash | None]) -> PdqHash | None:
     if element.kind == ElementKind.IMAGE and element.index < len(pdq):
         return pdq[element.index]
+    return None
+
+
+def _note_background(hits, k: int) -> float | None:
+    """The best image/crop score of the k-th distinct note among element hits (best first), or None."""
+    seen: set[str] = set()
+    for h in hits:
+        if h.kind in IMAGE_KINDS and h.note_id not in seen:
+            seen.add(h.note_id)
+            if len(seen) == k:
+                return float(h.score)
     return None
 
 
@@ -287,16 +316,19 @@ def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: QdrantStore, c
         found(hit.note_id, hit.stage)
     query_text = [TextPiece(e.kind, e.index, e.text or "", e.vector) for e in encoded.locals if e.kind in TEXT_KINDS]
     backgrounds: list[float] = []  # per query text element: its k-th nearest stored text element's cosine
+    image_backgrounds: dict[tuple[str, int], float | None] = {}  # (kind, index) -> k-th nearest note's cosine
     if encoded.locals:
         queries = np.stack([e.vector for e in encoded.locals]).astype(np.float32)  # (Q, D)
         k = config.text.semantic_background_k
-        limit = max(config.element_candidates, k)
+        limit = max(config.element_candidates, k, config.background_hits)
         for q, hits in zip(encoded.locals, store.search_elements(queries, limit, exclude_note_id=exclude)):
             for hit in hits[:config.element_candidates]:
                 found(hit.note_id, ELEMENT_STAGE)
             if q.kind in TEXT_KINDS:
                 text_hits = [h.score for h in hits if h.kind in TEXT_KINDS]
                 backgrounds.append(text_hits[k - 1] if len(text_hits) >= k else float("nan"))
+            else:
+                image_backgrounds[(q.kind, q.index)] = _note_background(hits, config.background_k)
     for h in pdq:
         if h is not None and h.quality >= config.pdq_min_quality:
             for hit in store.search_pdq(h, config.pdq_max_distance, config.pdq_candidates, exclude_note_id=exclude):
@@ -316,12 +348,17 @@ def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: QdrantStore, c
             note_score = config.global_weight * g + (1.0 - config.global_weight) * image_coverage
         else:
             note_score = g
-        local_score = max((e.effective_score for e in image_evidence), default=0.0)
+        for e in image_evidence:
+            bg = image_backgrounds.get((e.query_kind, e.query_index))
+            if bg is not None:
+                e.background, e.shift = bg, bg - config.background_reference
+        local_score = max((e.normalised_score for e in image_evidence), default=0.0)
         candidate_text = [TextPiece(e.kind, e.index, e.text or "", v)
                           for e, v in zip(vectors.elements, vectors.element_vectors) if e.kind in TEXT_KINDS]
         ts = text_scores(query_text, backgrounds, candidate_text, config.text, query_shingles)
         text_score = max(ts.verbatim, config.semantic_weight * ts.semantic)
-        score = max(note_score, config.local_weight * local_score, config.text_weight * text_score)
+        image_part = config.local_weight * min(max(local_score, 0.0), 1.0)
+        score = max(note_score, 1.0 - (1.0 - image_part) * (1.0 - config.text_weight * text_score))
         matches.append(Match(note_id, vectors.payload.get("title", ""), score, config.verdict(score), g,
                              note_score, local_score, stages[note_id], evidence, text_score, ts.verbatim,
                              ts.semantic))
