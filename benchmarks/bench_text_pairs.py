@@ -21,7 +21,7 @@ import torch  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from encoder.checkpoint import load_checkpoint  # noqa: E402
-from training.text_pairs import pairs  # noqa: E402
+from training.text_pairs import VERSION, pairs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +45,7 @@ def main() -> None:
     kinds = np.array([p.kind for p in data])
     models = [load_checkpoint(c) for c in checkpoints]
     tower = models[0].text_tower
-    cache = args.cache / f"e5-{tower.tower_id.replace(':', '_')}-n{args.n}-s{args.seed}.npz"
+    cache = args.cache / f"e5-{tower.tower_id.replace(':', '_')}-n{args.n}-s{args.seed}-v{VERSION}.npz"
     t0 = time.perf_counter()
     if cache.exists():
         z = np.load(cache)

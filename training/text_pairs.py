@@ -3,13 +3,15 @@ held out for judging the project).
 
 Positives (label 1): a review and a rule-based paraphrase of it, one of
   reorder   clauses reordered, a filler phrase added (app/demo_corpus._reword)
-  synonyms  common words swapped for synonyms (a small hand-made table), punctuation changed
+  synonyms  common words swapped for synonyms (a small hand-made table), punctuation changed (reordered
+            as above when no word of the table occurs)
   partial   one or two clauses dropped (at least 60 % of the characters kept), the rest reworded
 Negatives (label 0): a review and
   random    another review
   topical   the most similar other review by character bigram overlap among 40 random ones (same topic,
             often the same hotel / book / laptop words: the hard negatives)
-`pairs(n, seed)` returns n positives and n negatives (half random, half topical), deterministic in seed.
+`pairs(n, seed)` returns n positives and n negatives (half random, half topical), deterministic in seed;
+VERSION names the generator in feature caches.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ SYNONYMS = {
     "电脑": "笔记本", "书": "这本书", "问题": "毛病", "已经": "早就", "但是": "不过", "因为": "由于",
     "所以": "因此", "还是": "依然", "比较": "相对", "而且": "并且", "真的": "确实",
 }
+VERSION = 2  # 2: a synonyms rewrite is never the text unchanged
 _CLAUSE = re.compile(r"[，。！？,.!?；;]+")
 
 
@@ -43,7 +46,8 @@ def _synonyms(text: str, rng: random.Random) -> str:
     for word, syn in SYNONYMS.items():
         if word in out and rng.random() < 0.8:
             out = out.replace(word, syn)
-    return out.replace(",", "，").replace("。", "！" if rng.random() < 0.5 else "。")
+    out = out.replace(",", "，").replace("。", "！" if rng.random() < 0.5 else "。")
+    return out if out != text else _reword(text, rng)  # no synonym found: never a verbatim "paraphrase"
 
 
 def _partial(text: str, rng: random.Random) -> str:
