@@ -14,7 +14,8 @@ Two scores per (query, candidate) pair, each calibrated so that unrelated texts 
   text-tower vectors), calibrated against the query element's own background: the cosine of its k-th
   nearest stored text element in the library (SSCD-style normalisation, Pizzi et al. 2022), never below
   `semantic_floor`: max(0, (cos - bg) / (1 - bg)). The note's semantic score is the text-length weighted
-  mean over the query's text elements, so a shared title or one common sentence moves it little.
+  mean over the query's text elements, so a shared title or one common sentence moves it little, scaled
+  down for a query with under semantic_min_chars characters of text in all.
 Source: the issue's "text that counts"; datasketch's MinHash estimates the same Jaccard (exact here, on the
 candidate set only).
 """
@@ -39,12 +40,13 @@ class TextEvidenceConfig:
     """Knobs of the two text scores (see the module docstring)."""
 
     ngram: int = 3  # characters per shingle
-    min_shingles: int = 16  # a normalised text with fewer shingles gives no verbatim score
+    min_shingles: int = 24  # a normalised text with fewer shingles gives no verbatim score (a title alone)
     containment_min_shingles: int = 40  # containment counts only for texts at least this long
     verbatim_background: float = 0.05  # raw overlap of unrelated texts (calibrated to 0)
     containment_background: float = 0.15
     semantic_floor: float = 0.80  # least background cosine of a text element (project text vectors)
     semantic_background_k: int = 10  # the k-th nearest stored text element is the element's background
+    semantic_min_chars: int = 60  # the semantic score is scaled by min(1, query text chars / this)
 
     def __post_init__(self) -> None:
         if self.ngram < 1 or self.min_shingles < 1 or self.containment_min_shingles < 1:
@@ -52,8 +54,8 @@ class TextEvidenceConfig:
         for name in ("verbatim_background", "containment_background", "semantic_floor"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.semantic_background_k < 1:
-            raise ValueError("semantic_background_k must be >= 1")
+        if self.semantic_background_k < 1 or self.semantic_min_chars < 1:
+            raise ValueError("semantic_background_k and semantic_min_chars must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,8 @@ def semantic_score(query: Sequence[TextPiece], backgrounds: Sequence[float], can
     bgs = np.array([config.semantic_floor if not np.isfinite(bg) else max(bg, config.semantic_floor)
                     for _, bg in q])  # (Q,)
     calibrated = np.clip((best - bgs) / (1.0 - bgs), 0.0, 1.0)  # (Q,)
-    return float((weights * calibrated).sum() / weights.sum())
+    confidence = min(1.0, float(weights.sum()) / config.semantic_min_chars)  # a short text says little
+    return confidence * float((weights * calibrated).sum() / weights.sum())
 
 
 def text_scores(query: Sequence[TextPiece], backgrounds: Sequence[float], candidate: Sequence[TextPiece],
