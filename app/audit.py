@@ -3,21 +3,32 @@
 check() (paper §3, "local" and "global" elements; the HMA matcher's "signal + evidence" report):
 1. candidates = union of
    - global search, coarse-to-fine (`prefetch global_<prefix> -> global_<D>`, app/store.py),
-   - element search: every query element (image, crop, title, body piece, OCR) against stored elements,
+   - element search: every query element (image, crop, title, body piece, OCR) against stored elements
+     (text copies are found here: the global vector misses them); a text element's k-th nearest stored
+     text element is its semantic background (app/text_evidence.py),
    - PDQ search: every query image hash of good quality against stored image hashes (Meta's rule);
 2. each candidate is re-scored exactly from its stored full-dim vectors: global cosine g, and for each
    query element its best-matching element of the candidate (the evidence, with the PDQ Hamming distance
    for image pairs);
-3. score = max(note_score, local_weight * local_score) where
+3. score = max(note_score, 1 - (1 - local_weight * local_score) * (1 - text_weight * text_score)) (a
+   noisy-or: either kind of evidence alone counts as before, both together add up) where
    note_score  = global_weight * g + (1 - global_weight) * image_coverage when both notes have images
                  (image_coverage = mean over the query's whole images of their best image/crop score),
                  else g;
-   local_score = best image/crop evidence; an image pair matched by PDQ (distance <= pdq_max_distance,
-                 both qualities >= pdq_min_quality) counts at least 1 - pdq_penalty * distance / max_distance.
-   Text evidence (title, body, OCR) is reported but not scored: text-tower cosines of unrelated texts sit
-   near 0.9 (e5 geometry), so they would lift every note. With local_weight < duplicate_threshold, one
-   reused image flags a "possible_infringement" even when the rest of the note differs, while a
-   "duplicate" needs the note as a whole (global vector and its images) to match;
+   local_score = best image/crop evidence, normalised against the library as background (SSCD, Pizzi et
+                 al. 2022, "score normalization"): each query image/crop's cosine minus (its similarity
+                 to its background_k-th nearest library note - background_reference), so a photo whose
+                 neighbourhood is crowded (the same product shot by many people) needs more to match and
+                 one threshold means one precision across queries; unknown when the library holds fewer
+                 than background_k other notes with images (then not normalised). An image pair matched
+                 by PDQ (distance <= pdq_max_distance, both qualities >= pdq_min_quality) counts at least
+                 1 - pdq_penalty * distance / max_distance.
+   text_score  = max(verbatim, semantic_weight * semantic) (app/text_evidence.py: character n-gram overlap
+                 and text-vector cosine, each calibrated so unrelated texts score 0; short texts and
+                 hashtags never count), entered as text_weight * text_score.
+   With local_weight, text_weight < duplicate_threshold, one reused image or a copied text flags a
+   "possible_infringement" even when the rest of the note differs, while a "duplicate" needs the note as
+   a whole (global vector and its images) to match;
 4. verdict per match by thresholds; the report's verdict is the worst one.
 check() only reads the store; the query note is excluded from its own results.
 
@@ -39,6 +50,7 @@ import numpy as np
 from app.image_hashes import PdqHash, hamming
 from app.settings import Settings
 from app.store import VectorStore
+from app.text_evidence import TEXT_KINDS, TextEvidenceConfig, TextPiece, joined_text, shingles, text_scores
 from encoder.types import Box, ElementKind, EncodedNote, LocalVector
 
 DUPLICATE = "duplicate"
@@ -69,17 +81,24 @@ class AuditConfig:
     global_candidates: int = 20  # notes taken from the global search
     element_candidates: int = 10  # stored elements taken per query element
     pdq_candidates: int = 10  # stored images taken per query image hash
+    text_weight: float = 0.82  # multiplier of the text score; < duplicate_threshold by design
+    semantic_weight: float = 0.8  # the semantic text score counts this much against the verbatim one
+    text: TextEvidenceConfig = field(default_factory=TextEvidenceConfig)
+    background_k: int = 5  # an image's k-th nearest other library note is its background (SSCD)
+    background_reference: float = 0.30  # the usual k-th neighbour cosine (median on bench_notes); 0 shift
+    background_hits: int = 64  # stored elements read per query element to find the backgrounds
 
     def __post_init__(self) -> None:
         if not self.infringement_threshold <= self.duplicate_threshold:
             raise ValueError("infringement_threshold must not exceed duplicate_threshold")
         if not 0.0 <= self.global_weight <= 1.0:
             raise ValueError(f"global_weight must be in [0, 1], got {self.global_weight}")
-        if not 0.0 <= self.local_weight <= 1.0:
-            raise ValueError(f"local_weight must be in [0, 1], got {self.local_weight}")
+        for name in ("local_weight", "text_weight", "semantic_weight"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0 <= self.pdq_max_distance <= 256:
             raise ValueError(f"pdq_max_distance must be in [0, 256], got {self.pdq_max_distance}")
-        for name in ("global_candidates", "element_candidates", "pdq_candidates"):
+        for name in ("global_candidates", "element_candidates", "pdq_candidates", "background_k", "background_hits"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
 
@@ -123,6 +142,14 @@ class Evidence:
     matched_text: str | None = None
     pdq_distance: int | None = None
     pdq_match: bool = False
+    background: float | None = None  # image/crop query: cosine to its background_k-th nearest library note
+    shift: float = 0.0  # background - background_reference (0 when the background is unknown)
+
+    @property
+    def normalised_score(self) -> float:
+        """effective_score - shift (SSCD normalisation); a PDQ match never drops below its effective score."""
+        value = self.effective_score - self.shift
+        return max(value, self.effective_score) if self.pdq_match else value
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Evidence":
@@ -147,6 +174,9 @@ class Match:
     local_score: float
     stages: list[str]
     evidence: list[Evidence]  # best first
+    text_score: float = 0.0  # max(verbatim, semantic_weight * semantic), in [0, 1]
+    verbatim_score: float = 0.0  # calibrated character n-gram overlap of the two notes' texts
+    semantic_score: float = 0.0  # calibrated text-vector cosine
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Match":
@@ -200,6 +230,17 @@ class AuditReport:
 def _query_hash(element: LocalVector, pdq: list[PdqHash | None]) -> PdqHash | None:
     if element.kind == ElementKind.IMAGE and element.index < len(pdq):
         return pdq[element.index]
+    return None
+
+
+def _note_background(hits, k: int) -> float | None:
+    """The best image/crop score of the k-th distinct note among element hits (best first), or None."""
+    seen: set[str] = set()
+    for h in hits:
+        if h.kind in IMAGE_KINDS and h.note_id not in seen:
+            seen.add(h.note_id)
+            if len(seen) == k:
+                return float(h.score)
     return None
 
 
@@ -290,11 +331,21 @@ def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: VectorStore, c
 
     for hit in store.search_global(global_vector, limit=config.global_candidates, exclude_note_id=exclude):
         found(hit.note_id, hit.stage)
+    query_text = [TextPiece(e.kind, e.index, e.text or "", e.vector) for e in encoded.locals if e.kind in TEXT_KINDS]
+    backgrounds: list[float] = []  # per query text element: its k-th nearest stored text element's cosine
+    image_backgrounds: dict[tuple[str, int], float | None] = {}  # (kind, index) -> k-th nearest note's cosine
     if encoded.locals:
         queries = np.stack([e.vector for e in encoded.locals]).astype(np.float32)  # (Q, D)
-        for hits in store.search_elements(queries, config.element_candidates, exclude_note_id=exclude):
-            for hit in hits:
+        k = config.text.semantic_background_k
+        limit = max(config.element_candidates, k, config.background_hits)
+        for q, hits in zip(encoded.locals, store.search_elements(queries, limit, exclude_note_id=exclude)):
+            for hit in hits[:config.element_candidates]:
                 found(hit.note_id, ELEMENT_STAGE)
+            if q.kind in TEXT_KINDS:
+                text_hits = [h.score for h in hits if h.kind in TEXT_KINDS]
+                backgrounds.append(text_hits[k - 1] if len(text_hits) >= k else float("nan"))
+            else:
+                image_backgrounds[(q.kind, q.index)] = _note_background(hits, config.background_k)
     for h in pdq:
         if h is not None and h.quality >= config.pdq_min_quality:
             for hit in store.search_pdq(h, config.pdq_max_distance, config.pdq_candidates, exclude_note_id=exclude):
@@ -305,6 +356,7 @@ def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: VectorStore, c
         admitted = visible(list(stages))
         stages = {n: found_in for n, found_in in stages.items() if n in admitted}
     t_rescore = time.perf_counter()
+    query_shingles = shingles(joined_text(query_text), config.text.ngram)
     matches = []
     for note_id, vectors in store.note_vectors(list(stages), dim).items():
         g = float(np.clip(vectors.global_vector @ global_vector, -1.0, 1.0))
@@ -317,10 +369,20 @@ def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: VectorStore, c
             note_score = config.global_weight * g + (1.0 - config.global_weight) * image_coverage
         else:
             note_score = g
-        local_score = max((e.effective_score for e in image_evidence), default=0.0)
-        score = max(note_score, config.local_weight * local_score)
+        for e in image_evidence:
+            bg = image_backgrounds.get((e.query_kind, e.query_index))
+            if bg is not None:
+                e.background, e.shift = bg, bg - config.background_reference
+        local_score = max((e.normalised_score for e in image_evidence), default=0.0)
+        candidate_text = [TextPiece(e.kind, e.index, e.text or "", v)
+                          for e, v in zip(vectors.elements, vectors.element_vectors) if e.kind in TEXT_KINDS]
+        ts = text_scores(query_text, backgrounds, candidate_text, config.text, query_shingles)
+        text_score = max(ts.verbatim, config.semantic_weight * ts.semantic)
+        image_part = config.local_weight * min(max(local_score, 0.0), 1.0)
+        score = max(note_score, 1.0 - (1.0 - image_part) * (1.0 - config.text_weight * text_score))
         matches.append(Match(note_id, vectors.payload.get("title", ""), score, config.verdict(score), g,
-                             note_score, local_score, stages[note_id], evidence))
+                             note_score, local_score, stages[note_id], evidence, text_score, ts.verbatim,
+                             ts.semantic))
     matches.sort(key=lambda m: (-m.score, m.note_id))
     matches = matches[:limit]
     worst = max((m.verdict for m in matches), key=VERDICT_ORDER.__getitem__, default=CLEAR)

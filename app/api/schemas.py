@@ -41,6 +41,7 @@ class EvidenceOut(Out):
     matched_text: str | None = None
     pdq_distance: int | None = None
     pdq_match: bool = False
+    background: float | None = None
 
 
 class MatchOut(Out):
@@ -53,6 +54,9 @@ class MatchOut(Out):
     local_score: float
     stages: list[str]
     evidence: list[EvidenceOut]
+    text_score: float = 0.0
+    verbatim_score: float = 0.0
+    semantic_score: float = 0.0
 
 
 class AuditReportOut(Out):

@@ -92,7 +92,8 @@ def stage_markdown(match: Match) -> str:
     stages = "; ".join(f"`{s}`" for s in match.stages)
     return (f"**{html.escape(match.note_id)}** · score **{match.score:.3f}** ({match.verdict}) · global cosine "
             f"{match.global_score:.3f} · note score {match.note_score:.3f} · best image evidence "
-            f"{match.local_score:.3f}  \nFound by: {stages}")
+            f"{match.local_score:.3f} · text {match.text_score:.3f} (verbatim {match.verbatim_score:.3f}, "
+            f"semantic {match.semantic_score:.3f})  \nFound by: {stages}")
 
 
 def evidence(client: UniNoteClient, view: ReportView, rank: int) -> tuple[str, Image.Image | None, str]:
