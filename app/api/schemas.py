@@ -42,6 +42,7 @@ class EvidenceOut(Out):
     pdq_distance: int | None = None
     pdq_match: bool = False
     background: float | None = None
+    shift: float = 0.0
 
 
 class MatchOut(Out):
