@@ -176,3 +176,17 @@ def api_server(tmp_path_factory):
         support.stop(proc)
         stop_worker(worker)
         client.flushdb()
+
+
+# --- CLI -----------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def cli_env(tmp_path, monkeypatch):
+    """A fresh UNINOTE_HOME (tmp_path/home, OCR off) for CLI calls in this process; yields tmp_path."""
+    from app.settings import get_settings
+
+    monkeypatch.setenv("UNINOTE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("OCR_ENABLED", "false")
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()

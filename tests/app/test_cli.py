@@ -10,17 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from app.cli import main
-from app.settings import get_settings
 from training.edits import apply_edit
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("UNINOTE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("OCR_ENABLED", "false")
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
 
 
 def _notes_folder(root):
@@ -35,8 +25,8 @@ def _notes_folder(root):
     return root
 
 
-def test_ingest_check_and_delete(env):
-    folder = _notes_folder(env / "notes")
+def test_ingest_check_and_delete(cli_env):
+    folder = _notes_folder(cli_env / "notes")
     runner = CliRunner()
     out = runner.invoke(main, ["ingest", str(folder)])
     assert out.exit_code == 0, out.output
@@ -46,9 +36,9 @@ def test_ingest_check_and_delete(env):
     assert "indexed 0, unchanged 4" in again.output
 
     copy = apply_edit("overlay_emoji", Image.open(folder / "images" / "rocket.jpg"), seed=5)
-    copy.save(env / "copy.jpg")
-    (env / "query.json").write_text(json.dumps({"note_id": "q", "title": "转发", "images": ["copy.jpg"]}))
-    out = runner.invoke(main, ["check", str(env / "query.json"), "--json"])
+    copy.save(cli_env / "copy.jpg")
+    (cli_env / "query.json").write_text(json.dumps({"note_id": "q", "title": "转发", "images": ["copy.jpg"]}))
+    out = runner.invoke(main, ["check", str(cli_env / "query.json"), "--json"])
     assert out.exit_code == 0, out.output
     report = json.loads(out.output)
     assert report["matches"][0]["note_id"] == "n2" and report["verdict"] != "clear"
@@ -65,8 +55,8 @@ def test_ingest_check_and_delete(env):
     assert out.exit_code != 0 and "not in the library" in out.output
 
 
-def test_ingest_reports_a_line_that_is_not_utf8_and_indexes_the_rest(env):
-    folder = _notes_folder(env / "notes")
+def test_ingest_reports_a_line_that_is_not_utf8_and_indexes_the_rest(cli_env):
+    folder = _notes_folder(cli_env / "notes")
     lines = (folder / "notes.jsonl").read_bytes().splitlines(keepends=True)
     lines.insert(2, b'{"note_id": "latin1", "title": "caf\xe9 au lait"}\n')  # one Latin-1 byte on line 3
     (folder / "notes.jsonl").write_bytes(b"".join(lines))
@@ -76,14 +66,14 @@ def test_ingest_reports_a_line_that_is_not_utf8_and_indexes_the_rest(env):
     assert "indexed 4, unchanged 0, failed 2" in out.output  # the Latin-1 line and the bad title of line 6
 
 
-def test_check_names_a_bad_note_file(env):
-    (env / "q.json").write_text(json.dumps({"note_id": "q"}))
-    out = CliRunner().invoke(main, ["check", str(env / "q.json")])
+def test_check_names_a_bad_note_file(cli_env):
+    (cli_env / "q.json").write_text(json.dumps({"note_id": "q"}))
+    out = CliRunner().invoke(main, ["check", str(cli_env / "q.json")])
     assert out.exit_code != 0 and "empty note" in out.output
 
 
 @pytest.mark.slow
-def test_demo_prints_the_table(env):
+def test_demo_prints_the_table(cli_env):
     out = CliRunner().invoke(main, ["demo", "--text-notes", "20"])
     assert out.exit_code == 0, out.output
     rows = {line.split()[0]: line.split()[1:] for line in out.output.splitlines() if line and line[0].isalpha()}

@@ -35,7 +35,7 @@ from app.preparation import prepare_note
 from app.records import registry
 from app.records.db import make_engine, session_factory
 from app.records.types import NoteStatus
-from app.settings import Settings, get_settings
+from app.settings import Settings
 from app.store import VectorStore, open_store
 from app.stored_notes import note_details
 from encoder.loading import load_encoder
@@ -71,15 +71,6 @@ KILLING_INGEST = textwrap.dedent("""
 """)
 
 
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("UNINOTE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("OCR_ENABLED", "false")
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
-
-
 def _notes_folder(root: Path) -> Path:
     (root / "images").mkdir(parents=True)
     lines = []
@@ -102,10 +93,10 @@ def _killed_ingest(folder: Path, home: Path, stage: str) -> str:
     return out
 
 
-def _query(env: Path, folder: Path) -> Note:
+def _query(cli_env: Path, folder: Path) -> Note:
     copy = apply_edit("overlay_emoji", Image.open(folder / "images" / "rocket.jpg"), seed=5)
-    copy.save(env / "copy.jpg")
-    return Note(note_id="q", title="转发", images=[env / "copy.jpg"])
+    copy.save(cli_env / "copy.jpg")
+    return Note(note_id="q", title="转发", images=[cli_env / "copy.jpg"])
 
 
 def _element_hits_of(store: VectorStore, vectors: np.ndarray, note_id: str) -> int:
@@ -113,12 +104,12 @@ def _element_hits_of(store: VectorStore, vectors: np.ndarray, note_id: str) -> i
 
 
 @pytest.mark.parametrize("stage", ["note"])
-def test_a_note_killed_mid_write_is_never_shown_and_is_swept_on_open(env, stage):
-    folder = _notes_folder(env / "notes")
-    _killed_ingest(folder, env / "home", stage)
-    settings = Settings(UNINOTE_HOME=env / "home", ocr_enabled=False)
+def test_a_note_killed_mid_write_is_never_shown_and_is_swept_on_open(cli_env, stage):
+    folder = _notes_folder(cli_env / "notes")
+    _killed_ingest(folder, cli_env / "home", stage)
+    settings = Settings(UNINOTE_HOME=cli_env / "home", ocr_enabled=False)
     encoder = load_encoder(settings)
-    query = _query(env, folder)
+    query = _query(cli_env, folder)
     target = prepare_note(Note(note_id=TARGET, title="rocket", images=[folder / "images" / "rocket.jpg"]),
                           ocr_enabled=False)
     # (Q, D): the killed note's own elements, which find its stored element points

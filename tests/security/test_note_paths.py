@@ -23,7 +23,7 @@ from PIL import Image
 from app.cli import main
 from app.notes import load_notes
 from app.records import registry
-from app.settings import Settings, get_settings
+from app.settings import Settings
 
 
 @pytest.fixture
@@ -98,15 +98,6 @@ def test_load_notes_refuses_every_way_out_and_keeps_the_honest_note(attack_folde
     assert all(str(b).startswith(f"line {b.line} (note '{b.note_id}')") for b in bad)
     trusted, bad = load_notes(attack_folder, allow_outside=True)
     assert not bad and len(trusted) == 1 + len(ATTACKS)
-
-
-@pytest.fixture
-def cli_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("UNINOTE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("OCR_ENABLED", "false")
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
 
 
 def test_ingest_and_check_refuse_and_name_the_path(attack_folder, cli_env):
