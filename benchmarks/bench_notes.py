@@ -45,7 +45,7 @@ from app.audit import CLEAR, VERDICT_ORDER, AuditConfig, check  # noqa: E402
 from app.demo_corpus import _reviews, _reword, _title  # noqa: E402
 from app.image_hashes import pdq_hash  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from app.store import QdrantStore  # noqa: E402
+from app.store import open_store  # noqa: E402
 from app.text_evidence import TEXT_KINDS, TextPiece, joined_text, normalise, shingles  # noqa: E402
 from encoder.loading import load_encoder  # noqa: E402
 from encoder.types import ElementKind, EncodedNote, NoteInput  # noqa: E402
@@ -197,7 +197,7 @@ def main() -> None:
     t_encoded = time.perf_counter()
 
     with tempfile.TemporaryDirectory() as tmp:
-        store = QdrantStore.from_settings(Settings(UNINOTE_HOME=Path(tmp), qdrant_path=Path(tmp) / "qdrant"))
+        store = open_store(Settings(UNINOTE_HOME=Path(tmp), qdrant_path=Path(tmp) / "qdrant"))
         store.ensure_collections(encoder.model_version, encoder.dims)
         for enc, pdq in library.values():
             store.upsert_note(enc, pdq, {"title": ""})
