@@ -1,4 +1,5 @@
-"""Real Celery worker processes for tests: start one (own process group), stop or SIGKILL it, wait on it."""
+"""Real Celery worker processes for tests (start one in its own process group, stop or SIGKILL it, wait on
+it) and the Library of the in-process (broker-less) worker mode."""
 
 from __future__ import annotations
 
@@ -7,14 +8,39 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
 from app.settings import Settings
 
+if TYPE_CHECKING:
+    from app.library import Library
+
 WORKER_START_TIMEOUT_S = 180  # imports + encoder load on a busy 2-core machine
 JOB_TIMEOUT_S = 300
+
+
+@contextmanager
+def process_library(settings: Settings) -> Iterator[Library]:
+    """The process Library of the in-process (broker-less) worker mode on `settings`; eager Celery."""
+    import torch
+
+    from app.library import Library
+    from workers import runtime
+    from workers.celery_app import app, configure
+
+    torch.set_num_threads(2)
+    configure(app, settings)
+    lib = Library.open(settings)
+    runtime.use_library(lib)
+    try:
+        yield lib
+    finally:
+        runtime.use_library(None)
+        lib.close()
 
 
 def worker_env(settings: Settings) -> dict[str, str]:

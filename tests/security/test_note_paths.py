@@ -24,27 +24,14 @@ from app.cli import main
 from app.notes import load_notes
 from app.records import registry
 from app.settings import Settings
+from worker_process import process_library
 
 
 @pytest.fixture
 def library(tmp_path):
     """The process Library of the in-process (broker-less) worker mode on a tmp home (as tests/workers)."""
-    import torch
-
-    from app.library import Library
-    from workers import runtime
-    from workers.celery_app import app, configure
-
-    torch.set_num_threads(2)
-    settings = Settings(UNINOTE_HOME=tmp_path / "home", ocr_enabled=False)
-    configure(app, settings)
-    lib = Library.open(settings)
-    runtime.use_library(lib)
-    try:
+    with process_library(Settings(UNINOTE_HOME=tmp_path / "home", ocr_enabled=False)) as lib:
         yield lib
-    finally:
-        runtime.use_library(None)
-        lib.close()
 
 ATTACKS = {  # note id -> how its image path leaves the folder
     "absolute": "absolute path outside the folder",

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from worker_process import process_library
+
 GROCERY = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "grocery"
 
 
@@ -94,18 +96,5 @@ def worker_settings(tmp_path: Path):
 @pytest.fixture
 def library(worker_settings):
     """The process Library of the in-process (broker-less) mode, on worker_settings; eager Celery."""
-    import torch
-
-    from app.library import Library
-    from workers import runtime
-    from workers.celery_app import app, configure
-
-    torch.set_num_threads(2)
-    configure(app, worker_settings)
-    lib = Library.open(worker_settings)
-    runtime.use_library(lib)
-    try:
+    with process_library(worker_settings) as lib:
         yield lib
-    finally:
-        runtime.use_library(None)
-        lib.close()
