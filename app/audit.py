@@ -29,7 +29,11 @@ check() (paper §3, "local" and "global" elements; the HMA matcher's "signal + e
    With local_weight, text_weight < duplicate_threshold, one reused image or a copied text flags a
    "possible_infringement" even when the rest of the note differs, while a "duplicate" needs the note as
    a whole (global vector and its images) to match;
-4. verdict per match by thresholds; the report's verdict is the worst one.
+4. geometric verification (app/match_verification.py, when `images` is given and verify_candidates > 0):
+   the verify_candidates matches with the best image evidence have up to verify_pairs image pairs matched
+   with SIFT + RANSAC; a pair's inlier score (0 for unrelated photos) and its matched region (a box in each
+   image) are written on its evidence, and local_score = max(local_score, best inlier score);
+5. verdict per match by thresholds; the report's verdict is the worst one.
 check() only reads the store; the query note is excluded from its own results.
 
 Where the time went (AuditReport.timings_ms, milliseconds of wall time): check() fills `search` (the
@@ -48,6 +52,7 @@ from typing import Any, Callable
 import numpy as np
 
 from app.image_hashes import PdqHash, hamming
+from app.match_verification import ImageSource, combined_score, verify_matches
 from app.settings import Settings
 from app.store import VectorStore
 from app.text_evidence import TEXT_KINDS, TextEvidenceConfig, TextPiece, joined_text, shingles, text_scores
@@ -60,7 +65,8 @@ VERDICT_ORDER = {CLEAR: 0, POSSIBLE_INFRINGEMENT: 1, DUPLICATE: 2}
 IMAGE_KINDS = (ElementKind.IMAGE, ElementKind.CROP)
 ELEMENT_STAGE = "element"
 PDQ_STAGE = "pdq"
-TIMING_KEYS = ("prepare", "ocr", "encode", "search", "rescore", "total")  # AuditReport.timings_ms, in order
+TIMING_KEYS = ("prepare", "ocr", "encode", "search", "rescore", "verify", "total")  # AuditReport.timings_ms
+BOX_KEYS = ("query_box", "matched_box", "verified_query_box", "verified_matched_box")  # Evidence boxes
 
 
 class ModelVersionMismatchError(ValueError):
@@ -87,6 +93,10 @@ class AuditConfig:
     background_k: int = 5  # an image's k-th nearest other library note is its background (SSCD)
     background_reference: float = 0.30  # the usual k-th neighbour cosine (median on bench_notes); 0 shift
     background_hits: int = 64  # stored elements read per query element to find the backgrounds
+    verify_candidates: int = 5  # matches (best image evidence first) geometrically verified; 0 = off
+    verify_pairs: int = 4  # (query image, matched image) pairs verified per match
+    verify_min_inliers: int = 15  # RANSAC inliers below which a pair's inlier score is 0 (unrelated photos)
+    verify_score_half: float = 75.0  # inliers at which the inlier score is 0.5 (n / (n + half)); bench_notes
 
     def __post_init__(self) -> None:
         if not self.infringement_threshold <= self.duplicate_threshold:
@@ -101,6 +111,11 @@ class AuditConfig:
         for name in ("global_candidates", "element_candidates", "pdq_candidates", "background_k", "background_hits"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        for name in ("verify_candidates", "verify_pairs", "verify_min_inliers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.verify_score_half <= 0:
+            raise ValueError(f"verify_score_half must be > 0, got {self.verify_score_half}")
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> "AuditConfig":
@@ -109,6 +124,8 @@ class AuditConfig:
             infringement_threshold=settings.infringement_threshold,
             pdq_max_distance=settings.pdq_max_distance,
             pdq_min_quality=settings.pdq_min_quality,
+            verify_candidates=settings.verify_candidates,
+            verify_pairs=settings.verify_pairs,
             **overrides,
         )
 
@@ -126,6 +143,9 @@ class Evidence:
 
     score: cosine of the two full-dim local vectors; effective_score: the score used for ranking (raised by
     a PDQ match for image pairs); pdq_distance: Hamming distance when both are hashed images, else None.
+    inliers / verified_score / verified_*_box: geometric verification of this image pair (None when it was not
+    verified): RANSAC inliers, the inlier score in [0, 1) and the matched region in each image, (x0, y0, x1, y1)
+    fractions (None when the pair did not verify); verified_mirrored: found with the query mirrored.
     """
 
     query_kind: str
@@ -144,6 +164,11 @@ class Evidence:
     pdq_match: bool = False
     background: float | None = None  # image/crop query: cosine to its background_k-th nearest library note
     shift: float = 0.0  # background - background_reference (0 when the background is unknown)
+    inliers: int | None = None
+    verified_score: float | None = None
+    verified_query_box: Box | None = None
+    verified_matched_box: Box | None = None
+    verified_mirrored: bool = False
 
     @property
     def normalised_score(self) -> float:
@@ -154,7 +179,7 @@ class Evidence:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Evidence":
         d = dict(d)
-        for key in ("query_box", "matched_box"):
+        for key in BOX_KEYS:
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -177,6 +202,7 @@ class Match:
     text_score: float = 0.0  # max(verbatim, semantic_weight * semantic), in [0, 1]
     verbatim_score: float = 0.0  # calibrated character n-gram overlap of the two notes' texts
     semantic_score: float = 0.0  # calibrated text-vector cosine
+    raw_score: float | None = None  # the score without the background normalisation (thresholds page)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Match":
@@ -214,7 +240,7 @@ class AuditReport:
         d = asdict(self) | {"top_score": self.top_score}
         for m in d["matches"]:
             for e in m["evidence"]:
-                for key in ("query_box", "matched_box"):
+                for key in BOX_KEYS:
                     if e[key] is not None:
                         e[key] = list(e[key])
         return d
@@ -296,12 +322,14 @@ def _evidence(encoded: EncodedNote, pdq: list[PdqHash | None], vectors, config: 
 
 
 def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: VectorStore, config: AuditConfig,
-          limit: int = 10, visible: Callable[[list[str]], set[str]] | None = None) -> AuditReport:
+          limit: int = 10, visible: Callable[[list[str]], set[str]] | None = None,
+          images: ImageSource | None = None) -> AuditReport:
     """Audit one encoded note against the library (read-only); see the module docstring.
 
     pdq: the query's PDQ hashes by image index (None = not hashed), or empty. limit: matches reported.
     visible: given the candidate note ids the searches found, the ones that may be reported (Library: those
     with an `indexed` registry row, so that vectors of an interrupted write are never shown); None = all.
+    images: the pixels of the query and of library notes for geometric verification (step 4); None = none.
     Raises ModelVersionMismatchError when the library's active vectors come from other weights, and
     ValueError for limit < 1.
     """
@@ -358,7 +386,9 @@ def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: VectorStore, c
     t_rescore = time.perf_counter()
     query_shingles = shingles(joined_text(query_text), config.text.ngram)
     matches = []
+    payloads: dict[str, dict[str, Any]] = {}
     for note_id, vectors in store.note_vectors(list(stages), dim).items():
+        payloads[note_id] = vectors.payload
         g = float(np.clip(vectors.global_vector @ global_vector, -1.0, 1.0))
         evidence = _evidence(encoded, pdq, vectors, config)
         image_evidence = [e for e in evidence if e.query_kind in IMAGE_KINDS]
@@ -374,18 +404,23 @@ def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: VectorStore, c
             if bg is not None:
                 e.background, e.shift = bg, bg - config.background_reference
         local_score = max((e.normalised_score for e in image_evidence), default=0.0)
+        raw_local = max((e.effective_score for e in image_evidence), default=0.0)
         candidate_text = [TextPiece(e.kind, e.index, e.text or "", v)
                           for e, v in zip(vectors.elements, vectors.element_vectors) if e.kind in TEXT_KINDS]
         ts = text_scores(query_text, backgrounds, candidate_text, config.text, query_shingles)
         text_score = max(ts.verbatim, config.semantic_weight * ts.semantic)
-        image_part = config.local_weight * min(max(local_score, 0.0), 1.0)
-        score = max(note_score, 1.0 - (1.0 - image_part) * (1.0 - config.text_weight * text_score))
+        score = combined_score(note_score, local_score, text_score, config)
         matches.append(Match(note_id, vectors.payload.get("title", ""), score, config.verdict(score), g,
                              note_score, local_score, stages[note_id], evidence, text_score, ts.verbatim,
-                             ts.semantic))
+                             ts.semantic, combined_score(note_score, raw_local, text_score, config)))
+    t_verify = time.perf_counter()
+    if images is not None:
+        verify_matches(matches, payloads, images, config)
     matches.sort(key=lambda m: (-m.score, m.note_id))
     matches = matches[:limit]
     worst = max((m.verdict for m in matches), key=VERDICT_ORDER.__getitem__, default=CLEAR)
-    timings = {"search": (t_rescore - t_search) * 1e3, "rescore": (time.perf_counter() - t_rescore) * 1e3}
+    timings = {"search": (t_rescore - t_search) * 1e3, "rescore": (t_verify - t_rescore) * 1e3}
+    if images is not None and config.verify_candidates > 0:
+        timings["verify"] = (time.perf_counter() - t_verify) * 1e3
     return AuditReport(encoded.note_id, encoded.model_version, worst, matches, report_config, len(stages),
                        timings_ms=timings)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from app.audit import CLEAR, DUPLICATE, IMAGE_KINDS, POSSIBLE_INFRINGEMENT, VERDICT_ORDER, AuditReport, Match
+from app.audit import BOX_KEYS, CLEAR, DUPLICATE, IMAGE_KINDS, POSSIBLE_INFRINGEMENT, VERDICT_ORDER, AuditReport, Match
 from app.image_hashes import PdqHash, pdq_hash
 from app.notes import Note
 from app.records import audit_log, banks as records, reports
@@ -116,7 +116,7 @@ class BankCheck:
         boxes = {"banks": [asdict(b) for b in self.banks], "library": [asdict(m) for m in self.library]}
         for group in [m for b in boxes["banks"] for m in b["matches"]] + boxes["library"]:
             for e in group["evidence"]:
-                for key in ("query_box", "matched_box"):
+                for key in BOX_KEYS:
                     if e[key] is not None:
                         e[key] = list(e[key])
         return {"report": report, **boxes, "suppressed": [asdict(s) for s in self.suppressed]}

@@ -137,6 +137,16 @@ def check(note: str, limit: int, as_json: bool, allow_outside: bool) -> None:
             pdq = f"  PDQ distance {ev.pdq_distance}" if ev.pdq_distance is not None else ""
             click.echo(f"       query {ev.query_kind}[{ev.query_index}] ~ {ev.matched_kind}[{ev.matched_index}]"
                        f"  cosine {ev.score:.3f}{pdq}")
+        for ev in m.evidence:
+            if ev.verified_score:  # a geometrically verified image pair: its region in both images
+                click.echo(f"       verified: query image {ev.query_image_index} {_box(ev.verified_query_box)} ~ "
+                           f"image {ev.matched_image_index} {_box(ev.verified_matched_box)}  {ev.inliers} inliers"
+                           f" (score {ev.verified_score:.3f}{', mirrored' if ev.verified_mirrored else ''})")
+
+
+def _box(box) -> str:
+    """(x0, y0, x1, y1) fractions as `[0.10,0.20-0.80,0.90]`."""
+    return "[-]" if box is None else f"[{box[0]:.2f},{box[1]:.2f}-{box[2]:.2f},{box[3]:.2f}]"
 
 
 @main.command()

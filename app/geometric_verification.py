@@ -20,8 +20,10 @@ import numpy as np
 from PIL import Image
 
 MAX_SIDE = 512  # images are shrunk to this longer side before feature extraction (speed; boxes are fractions)
+MAX_PIXELS = 100_000_000  # width x height above which an image is refused (untrusted input; shrinking costs memory)
 MIN_INLIERS = 10  # fewer RANSAC inliers than this -> score 0 (a chance homography through random matches)
 SCORE_HALF = 25  # inliers at which score = 0.5 (score = n / (n + SCORE_HALF))
+MAX_ANISOTROPY = 3.0  # a homography stretching one direction this much more than the other is degenerate
 
 Box = tuple[float, float, float, float]
 
@@ -42,10 +44,12 @@ class Verification:
 
 @dataclass(frozen=True)
 class LocalFeatures:
-    """keypoints: (K, 2) float32 positions as fractions of (width, height); descriptors: (K, 128) float32."""
+    """keypoints: (K, 2) float32 positions as fractions of (width, height); descriptors: (K, 128) float32;
+    size: (width, height) in pixels of the shrunk image the features were taken from."""
 
     keypoints: np.ndarray
     descriptors: np.ndarray
+    size: tuple[int, int] = (MAX_SIDE, MAX_SIDE)
 
 
 _SIFT = None
@@ -60,27 +64,56 @@ def _sift():
 
 def local_features(image: Image.Image, mirror: bool = False) -> LocalFeatures:
     """SIFT keypoints (fractions) and descriptors of an RGB PIL image, optionally mirrored left-right first.
-    Raises TypeError for a non-image and ValueError for an empty image."""
+
+    The image is shrunk to MAX_SIDE (longer side) before anything else is done with its pixels, so the cost
+    is bounded whatever its size. Raises TypeError for a non-image and ValueError for an empty image or one
+    of more than MAX_PIXELS pixels (one line naming the size)."""
     if not isinstance(image, Image.Image):
         raise TypeError(f"expected a PIL.Image.Image, got {type(image).__name__}")
     if image.width == 0 or image.height == 0:
         raise ValueError(f"cannot verify an empty image ({image.width}x{image.height})")
-    img = image.convert("L")
+    if image.width * image.height > MAX_PIXELS:
+        raise ValueError(f"image too large to verify: {image.width}x{image.height} px is over {MAX_PIXELS:,} pixels")
+    scale = min(1.0, MAX_SIDE / max(image.width, image.height))
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    img = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0) if scale < 1.0 else image
+    img = img.convert("L")  # (h, w) with max(h, w) <= MAX_SIDE
     if mirror:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    img.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BILINEAR)
     gray = np.asarray(img, dtype=np.uint8)  # (H, W)
     kps, desc = _sift().detectAndCompute(gray, None)
+    size = (gray.shape[1], gray.shape[0])
     if desc is None or len(kps) == 0:
-        return LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32))
+        return LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), size)
     pts = np.array([kp.pt for kp in kps], dtype=np.float32) / np.array([gray.shape[1], gray.shape[0]], np.float32)
     if mirror:  # report positions in the un-mirrored image
         pts[:, 0] = 1.0 - pts[:, 0]
-    return LocalFeatures(pts, desc.astype(np.float32))
+    return LocalFeatures(pts, desc.astype(np.float32), size)
 
 
-def match(query: LocalFeatures, cand: LocalFeatures, ratio: float = 0.8, mirrored: bool = False) -> Verification:
-    """Ratio-test matches of query to candidate, then a RANSAC homography (5 px at MAX_SIDE); see Verification."""
+def anisotropy(h: np.ndarray, point: np.ndarray) -> float:
+    """Ratio of the largest to the smallest stretch of homography h (3, 3) near point (2,) (the singular values
+    of its Jacobian there); inf for a fold (negative determinant) or a collapse."""
+    x, y = float(point[0]), float(point[1])
+    w = h[2, 0] * x + h[2, 1] * y + h[2, 2]
+    if abs(w) < 1e-12:
+        return float("inf")
+    u = (h[0, 0] * x + h[0, 1] * y + h[0, 2]) / w
+    v = (h[1, 0] * x + h[1, 1] * y + h[1, 2]) / w
+    jac = np.array([[h[0, 0] - u * h[2, 0], h[0, 1] - u * h[2, 1]],
+                    [h[1, 0] - v * h[2, 0], h[1, 1] - v * h[2, 1]]]) / w  # (2, 2)
+    s = np.linalg.svd(jac, compute_uv=False)  # (2,) descending
+    if np.linalg.det(jac) <= 0 or s[1] < 1e-9:
+        return float("inf")
+    return float(s[0] / s[1])
+
+
+def match(query: LocalFeatures, cand: LocalFeatures, ratio: float = 0.8, mirrored: bool = False,
+          min_inliers: int = MIN_INLIERS, score_half: float = SCORE_HALF) -> Verification:
+    """Ratio-test matches of query to candidate, then a RANSAC homography (5 px in the shrunk images); see
+    Verification. score = n / (n + score_half) for n >= min_inliers RANSAC inliers, else 0; also 0 when the
+    homography is degenerate (stretches one direction over MAX_ANISOTROPY times the other, or folds): random
+    matches on textures fit such maps, a copy (crop, scale, rotation, mild perspective) does not."""
     none = Verification(0, 0, 0.0, None, None, mirrored)
     if len(query.descriptors) < 2 or len(cand.descriptors) < 2:
         return none
@@ -88,18 +121,19 @@ def match(query: LocalFeatures, cand: LocalFeatures, ratio: float = 0.8, mirrore
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < ratio * p[1].distance]
     if len(good) < 4:
         return Verification(0, len(good), 0.0, None, None, mirrored)
-    src = query.keypoints[[m.queryIdx for m in good]] * MAX_SIDE  # (M, 2) in a MAX_SIDE frame
-    dst = cand.keypoints[[m.trainIdx for m in good]] * MAX_SIDE  # (M, 2)
-    _, mask = cv2.findHomography(src.reshape(-1, 1, 2), dst.reshape(-1, 1, 2), cv2.RANSAC, 5.0)
-    if mask is None:
+    q_px, c_px = np.float32(query.size), np.float32(cand.size)  # (2,) width, height
+    src = query.keypoints[[m.queryIdx for m in good]] * q_px  # (M, 2) pixels of the shrunk query
+    dst = cand.keypoints[[m.trainIdx for m in good]] * c_px  # (M, 2) pixels of the shrunk candidate
+    h, mask = cv2.findHomography(src.reshape(-1, 1, 2), dst.reshape(-1, 1, 2), cv2.RANSAC, 5.0)
+    if mask is None or h is None:
         return Verification(0, len(good), 0.0, None, None, mirrored)
     keep = mask.ravel().astype(bool)
     n = int(keep.sum())
-    if n < MIN_INLIERS:
+    if n < max(min_inliers, 1) or anisotropy(h, src[keep].mean(axis=0)) > MAX_ANISOTROPY:
         return Verification(n, len(good), 0.0, None, None, mirrored)
-    q, c = src[keep] / MAX_SIDE, dst[keep] / MAX_SIDE
+    q, c = src[keep] / q_px, dst[keep] / c_px
     box = lambda p: (float(p[:, 0].min()), float(p[:, 1].min()), float(p[:, 0].max()), float(p[:, 1].max()))
-    return Verification(n, len(good), n / (n + SCORE_HALF), box(q), box(c), mirrored)
+    return Verification(n, len(good), n / (n + score_half), box(q), box(c), mirrored)
 
 
 def verify(query_img: Image.Image, cand_img: Image.Image, try_mirror: bool = True) -> Verification:

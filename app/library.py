@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app import moderation
 from app.audit import AuditConfig, AuditReport, check
+from app.match_verification import ImageSource
 from app.notes import Note
 from app.preparation import PreparedNote, prepare_note
 from app.records import registry, reports, store_writes
@@ -32,6 +33,7 @@ from app.records.db import make_engine, migrate, session_factory, transaction
 from app.records.types import NoteStatus
 from app.settings import Settings, get_settings
 from app.store import VectorStore, open_store
+from app.stored_notes import note_image_paths
 from encoder.loading import load_encoder
 from encoder.types import ElementKind, EncodedNote, Encoder, InputError, LocalVector
 
@@ -218,7 +220,8 @@ class Library:
         t_encode = time.perf_counter()
         encoded = self.encoder.encode([p.inputs])[0]
         timings = {"prepare": p.prepare_ms, "ocr": p.ocr_ms, "encode": (time.perf_counter() - t_encode) * 1e3}
-        return self._audit(encoded, p.pdq, limit=limit, save=save, started=t0, timings=timings)
+        return self._audit(encoded, p.pdq, limit=limit, save=save, started=t0, timings=timings,
+                           query_images=p.inputs.images)
 
     def check_stored(self, note_id: str, *, limit: int = 10, save: bool = True) -> AuditReport:
         """Audit a stored note against the rest of the library from its stored vectors (no re-encoding;
@@ -235,15 +238,17 @@ class Library:
         images = sorted((e for e in stored.elements if e.kind == ElementKind.IMAGE), key=lambda e: e.index)
         encoded = EncodedNote(note_id, stored.global_vector, locals_, stored.payload["model_version"])
         return self._audit(encoded, [e.pdq for e in images], limit=limit, save=save, started=t0,
-                           timings={"prepare": (time.perf_counter() - t0) * 1e3, "ocr": 0.0, "encode": 0.0})
+                           timings={"prepare": (time.perf_counter() - t0) * 1e3, "ocr": 0.0, "encode": 0.0},
+                           query_images=note_image_paths(self.settings, note_id, stored.payload))
 
     def _audit(self, encoded: EncodedNote, pdq: list, *, limit: int, save: bool, started: float,
-               timings: dict[str, float]) -> AuditReport:
+               timings: dict[str, float], query_images: Sequence = ()) -> AuditReport:
         # Thresholds in force: an admin's latest change (audit log), else the settings.
         t = moderation.current_thresholds(self.sessions, self.settings)
         config = dataclasses.replace(self.audit_config, duplicate_threshold=t.duplicate,
                                      infringement_threshold=t.infringement)
-        report = check(encoded, pdq, self.store, config, limit=limit, visible=self.indexed_ids)
+        images = ImageSource(query_images, lambda note_id, payload: note_image_paths(self.settings, note_id, payload))
+        report = check(encoded, pdq, self.store, config, limit=limit, visible=self.indexed_ids, images=images)
         report.timings_ms = {**timings, **report.timings_ms, "total": (time.perf_counter() - started) * 1e3}
         if save:
             with transaction(self.sessions) as s:

@@ -43,6 +43,13 @@ class EvidenceOut(Out):
     pdq_match: bool = False
     background: float | None = None
     shift: float = 0.0
+    inliers: int | None = Field(None, description="RANSAC inliers of this image pair's geometric verification "
+                                "(None: not verified)")
+    verified_score: float | None = Field(None, description="Inlier score in [0, 1) (0: did not verify)")
+    verified_query_box: list[float] | None = Field(None, description="Matched region in the query image, "
+                                                   "(x0, y0, x1, y1) fractions")
+    verified_matched_box: list[float] | None = Field(None, description="Matched region in the matched image")
+    verified_mirrored: bool = False
 
 
 class MatchOut(Out):
@@ -58,6 +65,7 @@ class MatchOut(Out):
     text_score: float = 0.0
     verbatim_score: float = 0.0
     semantic_score: float = 0.0
+    raw_score: float | None = Field(None, description="The score without the background normalisation")
 
 
 class AuditReportOut(Out):
@@ -154,6 +162,7 @@ class DecisionOut(Out):
     comment: str | None
     moderator: str
     created_at: datetime
+    raw_score: float | None = None
 
 
 class BankOut(Out):

@@ -23,6 +23,7 @@ GAP_PX = 16
 LABEL_PX = 22
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"]
 MAX_BOXES = 4  # crop pairs drawn per image pair (the best ones)
+VERIFIED_COLOUR = "#ffd400"  # the geometrically verified region (app/match_verification.py)
 TOP_PX = 34  # blank band above a stacked picture (the Gradio image label sits there)
 
 
@@ -92,7 +93,8 @@ def side_by_side(query: Image.Image | None, matched: Image.Image | None, pairs: 
                  titles: tuple[str, str] = ("query", "match")) -> Image.Image:
     """The query image (left) and the matched image (right), each `PANEL_PX` high, with the box of each
     evidence pair drawn on both in one colour and labelled with its kind and cosine (PDQ distance when the
-    pair is a PDQ match)."""
+    pair is a PDQ match); the geometrically verified region, when the report carries one, in VERIFIED_COLOUR
+    on both, labelled with its inlier count."""
     q_boxes, m_boxes = [], []
     for i, ev in enumerate(pairs):
         colour = COLOURS[i % len(COLOURS)]
@@ -101,6 +103,12 @@ def side_by_side(query: Image.Image | None, matched: Image.Image | None, pairs: 
             q_boxes.append((ev.query_box, colour, label))
         if ev.matched_box is not None:
             m_boxes.append((ev.matched_box, colour, f"{ev.matched_kind} {ev.score:.2f}"))
+    for ev in pairs:
+        if ev.verified_query_box is not None and ev.verified_matched_box is not None:
+            label = f"verified {ev.inliers} inliers"
+            q_boxes.append((ev.verified_query_box, VERIFIED_COLOUR, label))
+            m_boxes.append((ev.verified_matched_box, VERIFIED_COLOUR, label))
+            break  # one verification per image pair
     left = draw_boxes(query, q_boxes) if query is not None else placeholder(PANEL_PX, PANEL_PX, "query image not kept")
     right = (draw_boxes(matched, m_boxes) if matched is not None
              else placeholder(PANEL_PX, PANEL_PX, "image file not found"))
@@ -136,8 +144,11 @@ def evidence_pictures(match: Match, query_images: Sequence[Path | None],
         q = open_image(query_images[qi]) if qi < len(query_images) else None
         m = open_image(matched_images[mi]) if mi < len(matched_images) else None
         best = max(pairs, key=lambda e: e.effective_score)
+        verified = next((e for e in pairs if e.inliers is not None), None)
         caption = (f"query image {qi} vs {match.note_id} image {mi}: best {best.query_kind} cosine {best.score:.3f}"
-                   + (f", PDQ distance {best.pdq_distance}" if best.pdq_distance is not None else ""))
+                   + (f", PDQ distance {best.pdq_distance}" if best.pdq_distance is not None else "")
+                   + (f", verified: {verified.inliers} inliers (score {verified.verified_score:.2f})"
+                      if verified is not None else ""))
         out.append((side_by_side(q, m, pairs, ("query", f"{match.note_id} · image {mi}")), caption))
     return out
 

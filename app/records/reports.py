@@ -219,7 +219,18 @@ def _to_decision(d: DecisionRow, m: MatchRow, r: AuditReportRow) -> DecisionReco
         comment=d.comment,
         moderator=d.moderator,
         created_at=d.created_at,
+        raw_score=_raw_score(r.report, m),
     )
+
+
+def _raw_score(report: Mapping[str, Any] | None, m: MatchRow) -> float | None:
+    """The match's raw_score from its report's JSON (matches[rank - 1]), or None when it has none."""
+    matches = (report or {}).get("matches") or []
+    if not 1 <= m.rank <= len(matches) or not isinstance(matches[m.rank - 1], Mapping):
+        return None
+    entry = matches[m.rank - 1]
+    raw = entry.get("raw_score")
+    return float(raw) if isinstance(raw, (int, float)) and entry.get("note_id") == m.matched_note_id else None
 
 
 def _to_json_dict(report_dict: Mapping[str, Any]) -> dict[str, Any]:

@@ -120,3 +120,4 @@ class DecisionRecord:
     comment: str | None
     moderator: str
     created_at: datetime
+    raw_score: float | None = None  # the match's score without background normalisation (None: not reported)

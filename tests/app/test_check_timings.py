@@ -14,7 +14,7 @@ from app.settings import Settings
 from training.edits import apply_edit
 
 PHOTOS = ["astronaut", "coffee", "rocket", "chelsea"]
-PARTS = ("prepare", "ocr", "encode", "search", "rescore")
+PARTS = ("prepare", "ocr", "encode", "search", "rescore", "verify")
 
 
 def _save(img: Image.Image, path) -> str:

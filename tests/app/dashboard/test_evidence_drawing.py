@@ -61,3 +61,20 @@ def test_text_highlight_is_escaped():
         Evidence("body", 0, "body", 2, 0.91, 0.91, query_text="x<script>", matched_text="x<script>")])
     html = text_evidence_html(match)
     assert "<script>" not in html and "body[2]" in html and "0.910" in html
+
+
+def test_the_verified_region_the_report_carries_is_drawn_on_both_images(tmp_path):
+    from app.dashboard.evidence import VERIFIED_COLOUR
+
+    path = tmp_path / "a.jpg"
+    photo().save(path)
+    ev = crop(0, 0, None, 0.8, "image")
+    ev.inliers, ev.verified_score = 60, 0.7
+    ev.verified_query_box, ev.verified_matched_box = (0.25, 0.25, 0.75, 0.75), (0.0, 0.0, 0.5, 0.5)
+    match = Match("n1", "t", 0.9, "duplicate", 0.9, 0.9, 0.9, ["element"], [ev])
+    [(picture, caption)] = evidence_pictures(match, [path], [path])
+    assert "verified: 60 inliers" in caption
+    rgb = np.asarray(picture)  # (H, W, 3): query panel (PANEL_PX square) then the match panel
+    yellow = np.all(rgb == np.array(Image.new("RGB", (1, 1), VERIFIED_COLOUR).getpixel((0, 0))), axis=-1)
+    cols = np.nonzero(yellow.any(axis=0))[0]
+    assert cols.min() < PANEL_PX < cols.max()  # boxes on both sides
