@@ -132,3 +132,7 @@ def test_queue_library_and_thresholds_pages(page, dashboard_server):
     page.click("#thresholds-refresh")
     expect(page.locator("#thresholds-current")).to_contain_text("In force", timeout=UI_TIMEOUT_MS)
     expect(page.locator("#thresholds-infringement")).to_contain_text("0.75")
+    # the decided match's report carries its raw score: raw vs normalised side by side, and the distributions
+    expect(page.locator("#thresholds-normalisation-summary")).to_contain_text("whose report carries both")
+    expect(page.locator("#thresholds-normalisation")).to_contain_text("0.75")
+    expect(page.locator("#thresholds-distributions")).to_contain_text("0.9–1.0")
