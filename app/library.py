@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import logging
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -27,7 +28,7 @@ from app import moderation
 from app.audit import AuditConfig, AuditReport, check
 from app.match_verification import ImageSource
 from app.notes import Note
-from app.preparation import PreparedNote, prepare_note
+from app.preparation import PreparedNote, prepare_note, prepared_ahead
 from app.records import registry, reports, store_writes
 from app.records.db import make_engine, migrate, session_factory, transaction
 from app.records.types import NoteStatus
@@ -127,14 +128,28 @@ class Library:
 
         Unchanged notes (same content hash, already indexed with this model version) are skipped unless
         `force`. Errors of the store or database (unreachable service) propagate: nothing half-written.
+
+        Pipelined (app.preparation.prepared_ahead): worker threads decode, OCR and hash the next notes while
+        this thread encodes and writes the notes already prepared, as one encoder batch each time (so the
+        batch grows when the encoder is the slower stage). Notes are written in the order given.
         """
         result = IndexResult()
-        readable: list[PreparedNote] = []
-        for note in _unique(notes, result):
-            try:
-                readable.append(prepare_note(note, ocr_enabled=self.settings.ocr_enabled))
-            except InputError as e:
-                self._record_failure(note, None, source, str(e), result)
+        with closing(prepared_ahead(_unique(notes, result), ocr_enabled=self.settings.ocr_enabled)) as runs:
+            for ready in runs:
+                readable: list[PreparedNote] = []
+                for note, p in ready:
+                    if isinstance(p, InputError):
+                        self._record_failure(note, None, source, str(p), result)
+                    else:
+                        readable.append(p)
+                self._index_prepared(readable, source, force, result)
+        return result
+
+    def _index_prepared(self, readable: list[PreparedNote], source: str | None, force: bool,
+                        result: IndexResult) -> None:
+        """Skip the unchanged notes, encode the rest in one batch and write each one."""
+        if not readable:
+            return
         with self.sessions() as s:
             records = registry.get_note_records(s, [p.note.note_id for p in readable])
         prepared: list[PreparedNote] = []
@@ -149,7 +164,6 @@ class Library:
             if encoded is not None:
                 self._write(p, encoded, source)
                 result.indexed.append(p.note.note_id)
-        return result
 
     def _encode(self, prepared: list[PreparedNote], source: str | None, result: IndexResult) -> list[EncodedNote | None]:
         try:

@@ -7,14 +7,17 @@ note that fails here leaves no trace in the vector store.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 from app.image_hashes import PdqHash, pdq_hash
 from app.notes import Note
 from app.records.registry import content_hash
 from app.ocr import ocr_images
 from encoder.images import load_image
-from encoder.types import NoteInput
+from encoder.threads import current_threads
+from encoder.types import InputError, NoteInput
 
 
 @dataclass
@@ -56,3 +59,38 @@ def prepare_note(note: Note, *, ocr_enabled: bool) -> PreparedNote:
     prepared.ocr_ms = ocr_s * 1e3
     prepared.prepare_ms = (time.perf_counter() - t0 - ocr_s) * 1e3
     return prepared
+
+
+def prepared_ahead(notes: Sequence[Note], *, ocr_enabled: bool,
+                   workers: int | None = None) -> Iterator[list[tuple[Note, PreparedNote | InputError]]]:
+    """prepare_note over `notes` in worker threads, yielded in order as runs of ready notes.
+
+    Each item is the next note (waited for) plus every later one already prepared, so the caller encodes
+    while the workers go on: a run's note is paired with its PreparedNote or the InputError that refused
+    it. workers: threads (default ENCODER_THREADS - 1, at least 1: the caller's thread encodes meanwhile);
+    decoding, OCR (ONNX Runtime) and PDQ release the GIL. Any other error propagates after the pending
+    work is cancelled.
+    """
+    if not notes:
+        return
+    n = workers or max(1, current_threads() - 1)
+    pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="uninote-prepare")
+    try:
+        futures: list[Future] = [pool.submit(_prepare_or_refusal, note, ocr_enabled) for note in notes]
+        i = 0
+        while i < len(futures):
+            run = [(notes[i], futures[i].result())]  # wait for the next note in order
+            i += 1
+            while i < len(futures) and futures[i].done():
+                run.append((notes[i], futures[i].result()))
+                i += 1
+            yield run
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _prepare_or_refusal(note: Note, ocr_enabled: bool) -> PreparedNote | InputError:
+    try:
+        return prepare_note(note, ocr_enabled=ocr_enabled)
+    except InputError as e:
+        return e

