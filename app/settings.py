@@ -40,13 +40,16 @@ class Settings(BaseSettings):
     qdrant_quantize_prefix: bool = Field(False, description="int8 scalar quantization of the prefix vector.")
     prefix_dim: int = Field(64, description="Matryoshka prefix dim used by the first (prefetch) stage.")
     prefetch_limit: int = Field(1000, ge=1, description="Candidates fetched by the prefix stage (global search).")
-    element_prefetch_limit: int = Field(200, ge=1, description="Candidates of the prefix stage per query element.")
+    element_prefetch_limit: int = Field(400, ge=1, description="Candidates of the prefix stage per query element.")
     qdrant_prefetch: bool | None = Field(
         None, description="Coarse-to-fine (prefix prefetch) search; unset = on (Edge and server), off in "
                           "qdrant-client local mode."
     )
     qdrant_exact: bool = Field(False, description="Exact (brute-force) search instead of HNSW (tests, recall checks).")
     qdrant_hnsw_ef: int | None = Field(None, ge=1, description="HNSW ef at search time; unset = the engine's.")
+    qdrant_hnsw_m: int = Field(16, ge=4, description="HNSW edges per node of the prefix vectors' graph (new "
+                               "Edge shards / server collections).")
+    qdrant_hnsw_ef_construct: int = Field(100, ge=4, description="HNSW build candidates of that graph.")
     edge_optimize_points: int = Field(
         20_000, ge=1, description="Edge: build HNSW once about this many points are written but not indexed.")
 

@@ -21,6 +21,9 @@ Search runs inside the engine: HNSW (or exact, StoreConfig.exact), the coarse-to
 re-score as one query with a prefetch (MRL, Kusupati et al. 2022; paper §3.3), exclude-self and `only` as
 payload-indexed filters, all query elements of a note in one `query_batch`. Edge builds HNSW only when asked
 (`EdgeShard.optimize`), so the store optimises once `StoreConfig.optimize_points` points are unindexed.
+Only the prefix vectors have an HNSW graph and live in RAM; the full-dim vectors, which only re-score the
+prefetched candidates, are memory-mapped from disk without a graph (`_edge_config`). The candidates' vectors
+for the exact re-score of `check` are read from the engine (`note_vectors`: two batch retrieves).
 """
 
 from __future__ import annotations
@@ -53,10 +56,9 @@ MANIFEST = "uninote-edge.json"
 LOCK_FILE = ".uninote-edge.lock"
 SHARDS = "shards"
 RECORD = "_record"  # payload key: "note" or "element"
-# on the note point: its full-dim vectors (global, then elements in element_keys order) as hex float32 (3x
-# faster to decode than base64),
-# and its elements' payloads, so the re-scoring fetch is one retrieve of a few strings (Edge returns a
-# vector as a Python list of floats: 80 ms for the ~1,200 elements of 60 candidate notes, vs ~3 ms packed)
+# Written by the first Edge layout: the note point carried hex copies of its full-dim vectors and its
+# elements' payloads. Stores of that layout still read (the engine holds the same vectors and payloads;
+# these keys stay hidden and are dropped when the note is written again).
 PACKED_VECTORS, PACKED_ELEMENTS = "_vectors", "_elements"
 HIDDEN = (RECORD, PACKED_VECTORS, PACKED_ELEMENTS)
 NOTE, ELEMENT, STALE = "note", "element", "stale"  # STALE: a dropped element, emptied in the note's upsert
@@ -91,23 +93,16 @@ def _public(payload: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (payload or {}).items() if k not in HIDDEN}
 
 
-def _light(keep_elements: bool = False) -> qe.PayloadSelector:
-    """A note payload without the packed vectors (and elements): searches, get_note."""
-    return qe.PayloadSelector.Exclude([PACKED_VECTORS] if keep_elements else [PACKED_VECTORS, PACKED_ELEMENTS])
+def _light() -> qe.PayloadSelector:
+    """A note payload without the first layout's packed copies (PACKED_VECTORS, PACKED_ELEMENTS)."""
+    return qe.PayloadSelector.Exclude([PACKED_VECTORS, PACKED_ELEMENTS])
 
 
-def _full_dim(vectors: dict[str, list[float]], kind: str) -> str:
-    return max((n for n in vectors if n.startswith(f"{kind}_")), key=lambda n: int(n.split("_", 1)[1]))
-
-
-def packed(note: PointWrite, elements: Sequence[PointWrite]) -> PointWrite:
-    """The note point with PACKED_VECTORS ((1 + E, D) float32 as hex) and PACKED_ELEMENTS added."""
-    rows = [note.vectors[_full_dim(note.vectors, "global")]]
-    rows += [e.vectors[_full_dim(e.vectors, "local")] for e in elements]
-    matrix = np.asarray(rows, dtype=np.float32)  # (1 + E, D)
-    extra = {PACKED_VECTORS: matrix.tobytes().hex(),
-             PACKED_ELEMENTS: [{k: v for k, v in e.payload.items() if k not in ("note_id", RECORD)} for e in elements]}
-    return PointWrite(note.id, note.vectors, note.payload | extra)
+def _matrix(records: Sequence[Any], name: str, dim: int) -> np.ndarray:
+    """(len(records), dim) float32 of each record's vector `name` (Edge returns Python lists of floats)."""
+    if not records:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.array([r.vector[name] for r in records], dtype=np.float32)  # (n, dim)
 
 
 class EdgeStore:
@@ -290,12 +285,22 @@ class EdgeStore:
 
     # ---- versions (Edge has no aliases: the manifest names the active one) -------------------------------
     def _edge_config(self, prefix: int, full: int) -> qe.EdgeConfig:
+        """The vectors of a new shard. The prefix vectors (`*_<prefix>`) are what HNSW searches: in RAM,
+        with a graph of StoreConfig.hnsw_m / hnsw_ef_construct (int8 with rescoring if quantize_prefix).
+        The full-dim vectors (`*_<D>`) only re-score the prefetched candidates: memory-mapped from disk
+        (Memory.Cold: not read at open, the page cache holds what queries touch) and without a graph (m=0:
+        a query on them alone is a full scan, exact). `pdq`: uint8 0/1 bits, Manhattan, its own graph."""
         quant = qe.ScalarQuantizationConfig(qe.ScalarType.Int8) if self.config.quantize_prefix else None
         cos = qe.Distance.Cosine
+        graph = qe.HnswIndexConfig(m=self.config.hnsw_m, ef_construct=self.config.hnsw_ef_construct,
+                                   full_scan_threshold=10_000)
+        no_graph = qe.HnswIndexConfig(m=0, ef_construct=self.config.hnsw_ef_construct, full_scan_threshold=10_000)
         vectors = {}
         for kind in ("global", "local"):
-            vectors[f"{kind}_{prefix}"] = qe.EdgeVectorParams(size=prefix, distance=cos, quantization_config=quant)
-            vectors[f"{kind}_{full}"] = qe.EdgeVectorParams(size=full, distance=cos)
+            vectors[f"{kind}_{prefix}"] = qe.EdgeVectorParams(size=prefix, distance=cos, quantization_config=quant,
+                                                              hnsw_config=graph)
+            vectors[f"{kind}_{full}"] = qe.EdgeVectorParams(size=full, distance=cos, memory=qe.Memory.Cold,
+                                                            hnsw_config=no_graph)
         vectors[PDQ_VECTOR] = qe.EdgeVectorParams(size=PDQ_BITS, distance=qe.Distance.Manhattan,
                                                   datatype=qe.VectorStorageDatatype.Uint8)
         optimizers = None
@@ -389,7 +394,7 @@ class EdgeStore:
                 old_ids = set(self._element_ids(shard, [note_id]).get(note_id, []))
                 stale = sorted(old_ids - {p.id for p in write.elements})
                 tombstones = [PointWrite(pid, {}, {"note_id": note_id}) for pid in stale]
-                self._write(shard, [packed(write.note, write.elements)], NOTE, write.elements, tombstones)
+                self._write(shard, [write.note], NOTE, write.elements, tombstones)
                 if stale:  # clean-up only: a tombstone has no vector, so no search, count or read sees it
                     shard.update(qe.UpdateOperation.delete_points(stale))
         except BaseException:
@@ -410,7 +415,8 @@ class EdgeStore:
         """A note's raw points (as another store holds them) into a version, one operation; what
         `uninote store migrate` writes."""
         with self._writing(f"writing note {note.payload.get('note_id')!r} into version {version!r}"):
-            self._write(self._require(version), [packed(note, elements)], NOTE, elements)
+            self._write(self._require(version), [PointWrite(note.id, note.vectors, _public(note.payload))], NOTE,
+                        elements)
         self._after_write(version, 1 + len(elements))
 
     def _after_write(self, version: str, n_points: int) -> None:
@@ -463,34 +469,52 @@ class EdgeStore:
                 for r in found}
 
     def get_note(self, note_id: str) -> StoredNote | None:
-        """The stored note (active version) with its elements sorted by (kind, index), or None."""
+        """The stored note (active version) with its elements sorted by (kind, index), or None (two
+        retrieves: the note point, then its elements by their ids)."""
         shard = self._active()
         if shard is None:
             return None
-        found = shard.retrieve([note_point_id(note_id)], with_payload=_light(keep_elements=True), with_vector=False)
+        found = shard.retrieve([note_point_id(note_id)], with_payload=_light(), with_vector=False)
         if not found:
             return None
-        elements = sorted((stored_element(e) for e in found[0].payload.get(PACKED_ELEMENTS) or []),
-                          key=lambda e: (e.kind.value, e.index))
+        ids = element_ids_of(note_id, found[0].payload.get("element_keys") or [])
+        records = shard.retrieve(ids, with_payload=True, with_vector=False) if ids else []
+        elements = sorted((stored_element(r.payload) for r in records), key=lambda e: (e.kind.value, e.index))
         return StoredNote(note_id, _public(found[0].payload), elements)
 
     def note_vectors(self, note_ids: Sequence[str], dim: int) -> dict[str, NoteVectors]:
-        """Full-dim vectors of stored notes (active version) for exact re-scoring: one retrieve in all
-        (each note point carries its packed vectors).
+        """Full-dim vectors of stored notes (active version) for exact re-scoring, read from the engine in
+        two batch retrieves: the note points (`global_<D>`), then all their elements (`local_<D>`).
 
-        dim: the full dim D. Returns note id -> NoteVectors; ids not stored are absent.
+        dim: the full dim D. Returns note id -> NoteVectors, elements in the note's `element_keys` order;
+        ids not stored are absent.
         """
         shard = self._active()
         ids = list(dict.fromkeys(note_ids))
         if shard is None or not ids:
             return {}
+        notes = shard.retrieve([note_point_id(n) for n in ids], with_payload=_light(),
+                               with_vector=[f"global_{dim}"])
+        globals_ = _matrix(notes, f"global_{dim}", dim)  # (N, D)
+        owners, element_ids = [], []
+        for i, r in enumerate(notes):
+            keys = element_ids_of(r.payload["note_id"], r.payload.get("element_keys") or [])
+            element_ids += keys
+            owners += [i] * len(keys)
+        records = shard.retrieve(element_ids, with_payload=True, with_vector=[f"local_{dim}"]) if element_ids else []
+        by_id = {str(r.id): k for k, r in enumerate(records)}
+        locals_ = _matrix(records, f"local_{dim}", dim)  # (M, D)
         out: dict[str, NoteVectors] = {}
-        for r in shard.retrieve([note_point_id(n) for n in ids], with_payload=True, with_vector=False):
-            matrix = np.frombuffer(bytes.fromhex(r.payload[PACKED_VECTORS]), dtype=np.float32)
-            matrix = matrix.reshape(-1, dim)  # (1 + E, D)
+        for i, r in enumerate(notes):
             payload = _public(r.payload)
-            elements = [stored_element(e) for e in r.payload.get(PACKED_ELEMENTS) or []]
-            out[payload["note_id"]] = NoteVectors(matrix[0].copy(), payload, elements, list(matrix[1:].copy()))
+            out[payload["note_id"]] = NoteVectors(globals_[i], payload, [], [])
+        for owner, pid in zip(owners, element_ids):
+            k = by_id.get(pid)
+            if k is None:  # an element point that is not there: left out
+                continue
+            target = out[notes[owner].payload["note_id"]]
+            target.elements.append(stored_element(records[k].payload))
+            target.element_vectors.append(locals_[k])
         return out
 
     def _count(self, shard: qe.EdgeShard | None, record: str) -> int:

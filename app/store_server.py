@@ -122,6 +122,8 @@ class QdrantStore:
             distance=models.Distance.COSINE,
             on_disk=(self.config.on_disk and not prefix) or None,
             quantization_config=quantization,
+            hnsw_config=models.HnswConfigDiff(m=self.config.hnsw_m, ef_construct=self.config.hnsw_ef_construct)
+            if prefix else None,
         )
 
     def ensure_collections(self, version: str, dims: Sequence[int]) -> None:

@@ -1,7 +1,8 @@
 """Store engines at library scale: the search part of `check` on 1k / 10k / 100k notes. Run by hand:
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_scale.py [--sizes 1000,10000] [--real 200]
-        [--queries 40] [--engines edge-hnsw,edge-exact,local,numpy] [--local-max 1000]
+        [--queries 40] [--engines edge-hnsw,edge-exact,local,numpy] [--local-max 1000] [--exact-max 10000]
+        [--workdir DIR --keep]   # keep the built libraries and reuse them (100k: build once)
 
 A few hundred real notes (3 grocery photos of one product each, its title and description; ../shared/data)
 are encoded once with the shipped encoder (OCR off; cached in --cache), the rest of each library is
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -134,19 +136,22 @@ class Library:
         return EncodedNote(note_id or f"n{j}", jitter(self.real["globals"][r]), locals_, VERSION), pdq
 
 
-def open_engine(engine: str, path: Path, dims: tuple[int, ...]):
+def open_engine(engine: str, path: Path, bulk: bool = False):
+    """The store of `engine` at `path`; bulk: Edge builds its HNSW index once, when the bench asks
+    (`optimize` after the last upsert), as a backfill would, instead of every StoreConfig.optimize_points."""
     from app.store import EdgeStore, QdrantStore, StoreConfig
 
     if engine == "local":
         return QdrantStore.open_local(path, StoreConfig(prefetch=False))
-    return EdgeStore(path, StoreConfig(exact=engine == "edge-exact", prefetch=True))
+    config = StoreConfig(exact=engine == "edge-exact", prefetch=True)
+    return EdgeStore(path, replace(config, optimize_points=10**12) if bulk else config)
 
 
 class Timed:
     """The store, with the seconds spent in its calls (the search part of a check) added up in `.spent`."""
 
     def __init__(self, store):
-        self.store, self.spent = store, 0.0
+        self.store, self.spent, self.by_call = store, 0.0, {}
 
     def __getattr__(self, name):
         attr = getattr(self.store, name)
@@ -159,12 +164,14 @@ class Timed:
                 return attr(*a, **k)
             finally:
                 self.spent += time.perf_counter() - t0
+                self.by_call[name] = self.by_call.get(name, 0.0) + time.perf_counter() - t0
         return timed
 
 
-def rss_mb() -> float:
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory (VmRSS; RssAnon = its own heap, RssFile = mapped file pages), MB."""
     for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -198,6 +205,33 @@ class NumpyIndex:
         return [[self.e_keys[i] for i in idx[np.argsort(-row[idx])]] for row, idx in zip(s, top)]
 
 
+def exact_truth(lib: Library, queries: list, k: int = 10, chunk: int = 2000) -> tuple[list, list]:
+    """Exact top-k of each query's global vector and of each of its elements over the whole library,
+    streamed `chunk` notes at a time (100k notes are 4 GB of element vectors: never all in RAM).
+
+    Returns (per query: [(score, note id)] best first, per query: per element [(score, key)] best first),
+    key = (note id, kind, index)."""
+    qg = np.stack([enc.global_vector for enc, _ in queries])  # (Qn, D)
+    qe_rows = [np.stack([e.vector for e in enc.locals]) for enc, _ in queries]
+    qe_all = np.concatenate(qe_rows)  # (sum Q, D)
+    g_best: list[list] = [[] for _ in queries]
+    e_best: list[list] = [[] for _ in range(len(qe_all))]
+    for start in range(0, lib.n, chunk):
+        notes = [lib.note(j)[0] for j in range(start, min(lib.n, start + chunk))]
+        g = np.stack([n.global_vector for n in notes])  # (c, D)
+        keys = [(n.note_id, ElementKind(e.kind).value, e.index) for n in notes for e in n.locals]
+        e = np.stack([e.vector for n in notes for e in n.locals])  # (m, D)
+        for rows, best, ids in ((qg @ g.T, g_best, [n.note_id for n in notes]), (qe_all @ e.T, e_best, keys)):
+            top = np.argpartition(-rows, k, axis=1)[:, :k]  # (rows, k)
+            for i, idx in enumerate(top):
+                best[i] = sorted(best[i] + [(float(rows[i, t]), ids[t]) for t in idx], key=lambda x: -x[0])[:k]
+    per_query, at = [], 0
+    for rows in qe_rows:
+        per_query.append(e_best[at:at + len(rows)])
+        at += len(rows)
+    return g_best, per_query
+
+
 # ---- one engine, one size, one process ------------------------------------------------------------------
 def run_one(args: argparse.Namespace) -> dict:
     real = dict(np.load(args.real_file))
@@ -225,55 +259,70 @@ def run_one(args: argparse.Namespace) -> dict:
         return out
 
     path = Path(args.workdir) / f"{args.engine}_{args.n}"
-    shutil.rmtree(path, ignore_errors=True)
-    store = open_engine(args.engine, path, lib.dims)
-    store.ensure_collections(VERSION, lib.dims)
-    t0 = time.perf_counter()
-    for j in range(args.n):
-        enc, pdq = lib.note(j)
-        store.upsert_note(enc, pdq, {"title": f"note {j}"})
-    ingest_s = time.perf_counter() - t0
-    out["ingest_notes_s"] = args.n / ingest_s
-    if hasattr(store, "optimize"):
+    meta = path.with_name(path.name + ".json")  # the build's numbers, for --keep reruns
+    if args.keep and meta.exists() and path.exists():
+        out |= json.loads(meta.read_text())
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+        store = open_engine(args.engine, path, bulk=True)
+        store.ensure_collections(VERSION, lib.dims)
         t0 = time.perf_counter()
-        store.optimize()
-        out["index_build_s"] = time.perf_counter() - t0
-    out["elements"] = store.count_elements()
-    store.close()
-    out["disk_per_note_kb"] = disk_bytes(path) / args.n / 1024
+        for j in range(args.n):
+            enc, pdq = lib.note(j)
+            store.upsert_note(enc, pdq, {"title": f"note {j}"})
+        ingest_s = time.perf_counter() - t0
+        out["ingest_notes_s"] = args.n / ingest_s
+        if hasattr(store, "optimize"):
+            t0 = time.perf_counter()
+            store.optimize()
+            out["index_build_s"] = time.perf_counter() - t0
+        out["elements"] = store.count_elements()
+        store.close()
+        out["disk_per_note_kb"] = disk_bytes(path) / args.n / 1024
+        meta.write_text(json.dumps({k: out[k] for k in ("ingest_notes_s", "index_build_s", "elements",
+                                                        "disk_per_note_kb") if k in out}))
 
-    base = rss_mb()
+    base, base_anon = rss_mb(), rss_mb("RssAnon")
     t0 = time.perf_counter()
-    store = open_engine(args.engine, path, lib.dims)
+    store = open_engine(args.engine, path)
     store.count_notes()
     out["open_s"] = time.perf_counter() - t0
+    out["open_rss_mb"] = rss_mb() - base
     timed = Timed(store)
     check(queries[0][0], queries[0][1], timed, config)  # warm-up
-    times, search = [], []
+    times, search, parts = [], [], {}
     for enc, pdq in queries[:args.local_queries if args.engine == "local" else None]:
-        timed.spent = 0.0
+        timed.spent, timed.by_call = 0.0, {}
         t0 = time.perf_counter()
         check(enc, pdq, timed, config)
         times.append((time.perf_counter() - t0) * 1000)
         search.append(timed.spent * 1000)
+        for name, spent in timed.by_call.items():
+            parts.setdefault(name, []).append(spent * 1000)
+    for name, key in (("search_global", "global_ms"), ("search_elements", "elements_ms"), ("search_pdq", "pdq_ms"),
+                      ("note_vectors", "fetch_ms")):
+        out[key] = float(np.median(parts.get(name, [0.0])))
     out["rss_mb"] = rss_mb() - base
+    out["rss_anon_mb"] = rss_mb("RssAnon") - base_anon
     out["p50_ms"], out["p95_ms"] = float(np.median(search)), float(np.percentile(search, 95))
     out["check_p50_ms"] = float(np.median(times))
 
-    index = NumpyIndex(lib)
+    truth_g, truth_e = exact_truth(lib, queries[:20])
     hit_g = hit_e = total_g = total_e = 0
-    for enc, _ in queries[:20]:
-        want = set(index.global_top(enc.global_vector, 10))
+    for (enc, _), want_g, want_e in zip(queries[:20], truth_g, truth_e):
+        want = {nid for _, nid in want_g}
         got = {h.note_id for h in store.search_global(enc.global_vector, 10)}
         hit_g, total_g = hit_g + len(want & got), total_g + len(want)
         Q = np.stack([e.vector for e in enc.locals])  # (E, D)
-        for want_row, got_row in zip(index.element_top(Q, 10), store.search_elements(Q, 10)):
-            hit_e += len(set(want_row) & {(h.note_id, h.kind.value, h.index) for h in got_row})
+        for want_row, got_row in zip(want_e, store.search_elements(Q, 10)):
+            hit_e += len({key for _, key in want_row} & {(h.note_id, h.kind.value, h.index) for h in got_row})
             total_e += len(want_row)
     out["recall_global"] = hit_g / total_g
     out["recall_elements"] = hit_e / total_e
     store.close()
-    shutil.rmtree(path, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(path, ignore_errors=True)
+        meta.unlink(missing_ok=True)
     return out
 
 
@@ -287,6 +336,10 @@ def main() -> None:
     parser.add_argument("--local-queries", type=int, default=8, help="checks timed on local mode (seconds each)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "uninote_bench_scale")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--exact-max", type=int, default=10000, help="largest N edge-exact and numpy run at "
+                        "(each builds its own library; numpy holds every vector in RAM: 4 GB at 100k)")
+    parser.add_argument("--keep", action="store_true", help="keep each built library in --workdir and reuse it "
+                        "when run again (the build's ingest numbers are kept beside it)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -303,18 +356,26 @@ def main() -> None:
             if engine == "local" and n > args.local_max:
                 rows.append({"engine": engine, "n": n, "skipped": f"N > --local-max {args.local_max}"})
                 continue
+            if engine in ("edge-exact", "numpy") and n > args.exact_max:
+                rows.append({"engine": engine, "n": n, "skipped": f"N > --exact-max {args.exact_max}"})
+                continue
             cmd = [sys.executable, __file__, "--one", "--engine", engine, "--n", str(n), "--real-file", str(real_file),
                    "--queries", str(args.queries), "--local-queries", str(args.local_queries), "--workdir", workdir]
+            cmd += ["--keep"] if args.keep else []
             done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
             if done.returncode != 0:
                 rows.append({"engine": engine, "n": n, "skipped": done.stderr.strip().splitlines()[-1][:80]})
             else:
                 rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), file=sys.stderr)
-    shutil.rmtree(workdir, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
     cols = [("n", "N", "{:d}"), ("engine", "engine", "{}"), ("p50_ms", "search p50 ms", "{:.1f}"),
-            ("p95_ms", "search p95 ms", "{:.1f}"), ("check_p50_ms", "check p50 ms", "{:.0f}"), ("recall_global", "R@10 global", "{:.3f}"),
+            ("p95_ms", "search p95 ms", "{:.1f}"),
+            ("global_ms", "of it global", "{:.1f}"), ("elements_ms", "elements", "{:.1f}"), ("pdq_ms", "PDQ", "{:.1f}"),
+            ("fetch_ms", "vector fetch", "{:.1f}"), ("check_p50_ms", "check p50 ms", "{:.0f}"), ("recall_global", "R@10 global", "{:.3f}"),
             ("recall_elements", "R@10 elements", "{:.3f}"), ("rss_mb", "RSS MB", "{:.0f}"),
+            ("rss_anon_mb", "of it heap MB", "{:.0f}"),
             ("disk_per_note_kb", "disk KB/note", "{:.1f}"), ("open_s", "open s", "{:.2f}"),
             ("ingest_notes_s", "ingest notes/s", "{:.0f}"), ("index_build_s", "HNSW build s", "{:.1f}")]
     print("| " + " | ".join(c[1] for c in cols) + " |")

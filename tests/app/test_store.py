@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import augly.image as imaugs
@@ -62,6 +63,10 @@ def test_ids_are_deterministic():
     assert note_point_id("n1") == note_point_id("n1") != note_point_id("n2")
     assert element_point_id("n1", ElementKind.IMAGE, 0) == element_point_id("n1", "image", 0)
     assert element_point_id("n1", ElementKind.IMAGE, 0) != element_point_id("n1", ElementKind.CROP, 0)
+    namespace = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/uninote/point-ids")  # ids of stored libraries
+    for note_id in ("n1", "笔记 7", "x" * 300):
+        assert note_point_id(note_id) == str(uuid.uuid5(namespace, note_id))
+        assert element_point_id(note_id, "crop", 12) == str(uuid.uuid5(namespace, f"{note_id}/crop/12"))
     with pytest.raises(ValueError, match="model version"):
         physical_name("notes", "bad version/1")
 

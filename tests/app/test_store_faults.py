@@ -14,10 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import qdrant_edge as qe
 
 from app.store import (EdgeStore, QdrantStore, StoreConfig, StoreMigrationNeededError, StoreOpenError,
                        StoreWriteError)
+from app.store_edge import NOTE, PACKED_ELEMENTS, PACKED_VECTORS
 from app.store_migration import migrate_local_store
+from app.store_types import PointWrite, note_point_id, note_points
 from encoder.types import ElementKind, EncodedNote, LocalVector
 
 DIMS = (64, 128, 256, 512)
@@ -101,6 +104,59 @@ def written_store(path: Path) -> None:
         rng = np.random.default_rng(1)
         for i in range(5):
             store.upsert_note(note(f"n{i}", rng, 2), [], {})
+
+
+def write_first_edge_layout(path: Path, notes: list[EncodedNote]) -> None:
+    """A folder as the first Edge layout wrote it: a shard with Edge's default vector storage (every vector
+    in RAM with its own HNSW graph), each note point carrying hex float32 copies of its full-dim vectors and
+    its elements' payloads."""
+    with EdgeStore(path) as store:
+        def first_config(prefix: int, full: int) -> qe.EdgeConfig:
+            cos = qe.Distance.Cosine
+            vectors = {f"{k}_{d}": qe.EdgeVectorParams(size=d, distance=cos) for k in ("global", "local")
+                       for d in (prefix, full)}
+            vectors["pdq"] = qe.EdgeVectorParams(size=256, distance=qe.Distance.Manhattan,
+                                                 datatype=qe.VectorStorageDatatype.Uint8)
+            return qe.EdgeConfig(vectors=vectors)
+        store._edge_config = first_config
+        store.ensure_collections("v1", DIMS)
+        for nt in notes:
+            write = note_points(nt, [], {"title": f"t{nt.note_id}"}, DIMS[0])
+            rows = [write.note.vectors[f"global_{D}"]] + [e.vectors[f"local_{D}"] for e in write.elements]
+            packed = {PACKED_VECTORS: np.asarray(rows, dtype=np.float32).tobytes().hex(),
+                      PACKED_ELEMENTS: [{k: v for k, v in e.payload.items() if k != "note_id"}
+                                        for e in write.elements]}
+            store._write(store._shards["v1"], [PointWrite(write.note.id, write.note.vectors,
+                                                          write.note.payload | packed)], NOTE, write.elements)
+
+
+def test_a_store_of_the_first_edge_layout_still_reads_and_sheds_its_copies_on_rewrite(tmp_path):
+    rng = np.random.default_rng(4)
+    notes = [note(f"n{i}", rng, i % 4) for i in range(12)]
+    write_first_edge_layout(tmp_path / "old", notes)
+    with EdgeStore(tmp_path / "new") as new:
+        new.ensure_collections("v1", DIMS)
+        for nt in notes:
+            new.upsert_note(nt, [], {"title": f"t{nt.note_id}"})
+        with EdgeStore(tmp_path / "old") as old:
+            assert (old.count_notes(), old.count_elements()) == (new.count_notes(), new.count_elements()) == (12, 18)
+            for nt in notes:
+                a, b = old.get_note(nt.note_id), new.get_note(nt.note_id)
+                assert a.elements == b.elements and PACKED_VECTORS not in a.payload and PACKED_ELEMENTS not in a.payload
+            ids = [nt.note_id for nt in notes]
+            va, vb = old.note_vectors(ids, D), new.note_vectors(ids, D)
+            for nid in ids:
+                assert va[nid].elements == vb[nid].elements and PACKED_VECTORS not in va[nid].payload
+                np.testing.assert_array_equal(va[nid].element_matrix(), vb[nid].element_matrix())
+                np.testing.assert_array_equal(va[nid].global_vector, vb[nid].global_vector)
+            q = notes[3].global_vector
+            hits = old.search_global(q, 5, use_prefetch=True)
+            assert [h.note_id for h in hits] == [h.note_id for h in new.search_global(q, 5, use_prefetch=True)]
+            assert hits[0].note_id == "n3" and PACKED_VECTORS not in hits[0].payload
+            old.upsert_note(notes[3], [], {"title": "again"})  # written again: the copies are gone
+            raw = old._shards["v1"].retrieve([note_point_id(notes[3].note_id)], with_payload=True, with_vector=False)[0]
+            assert PACKED_VECTORS not in raw.payload and raw.payload["title"] == "again"
+            assert old.count_elements() == 18 and len(old.get_note("n3").elements) == 3
 
 
 @pytest.mark.parametrize("damage", ["manifest", "shard config", "segment state", "wal"])
