@@ -33,6 +33,7 @@ from encoder.compact import CompactUniNote
 from encoder.heads import KIND_IDS
 from encoder.images import MIN_IMAGE_SIDE
 from encoder.text_pieces import split_body
+from encoder.threads import current_threads
 from encoder.types import Box, ElementKind, EncodedNote, InputError, LocalVector, NoteInput
 
 WHOLE_IMAGE: Box = (0.0, 0.0, 1.0, 1.0)
@@ -81,7 +82,7 @@ class InProcessEncoder:
             return []
         images = [im for p in plans for im in p.images]
         texts = [t for p in plans for _, t in p.texts]
-        pending = _image_pool().submit(self._embed_images, images) if images and texts else None
+        pending = _image_pool().submit(self._embed_images_in_worker, images) if images and texts else None
         with torch.inference_mode():
             text_vecs = self._embed_texts(texts)  # (N, D)
             image_vecs = pending.result() if pending is not None else self._embed_images(images)  # (I, R, D)
@@ -114,6 +115,16 @@ class InProcessEncoder:
                 feats = self.model.region_features(images[start : start + self.image_chunk])  # (b, R, 1280)
                 out.append(self.model.embed_regions(feats))  # (b, R, D)
             return torch.cat(out)
+
+    def _embed_images_in_worker(self, images: list[Image.Image]) -> torch.Tensor:
+        """_embed_images on the image-tower thread, with torch sized to ENCODER_THREADS: torch's OpenMP thread
+        count is per thread, and a pool thread that has run a parallel op keeps its count when
+        encoder.threads.apply_threads later resizes the caller's (then the two threads' vectors differ in
+        the last float bits)."""
+        n = current_threads()
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+        return self._embed_images(images)
 
     def _embed_texts(self, texts: list[str]) -> torch.Tensor:
         """N texts -> (N, D); each distinct text goes through the towers once."""
