@@ -37,8 +37,8 @@ check() (paper §3, "local" and "global" elements; the HMA matcher's "signal + e
 check() only reads the store; the query note is excluded from its own results.
 
 Where the time went (AuditReport.timings_ms, milliseconds of wall time): check() fills `search` (the
-global, element and PDQ searches) and `rescore` (fetching the candidates' stored vectors and scoring
-them); app.library.Library.check adds `prepare` (image decoding and PDQ hashing), `ocr`, `encode` and
+global, element and PDQ searches), `rescore` (fetching the candidates' stored vectors and scoring
+them) and `verify` (geometric verification, when on); app.library.Library.check adds `prepare` (image decoding and PDQ hashing), `ocr`, `encode` and
 `total` (from the note to the finished report, before it is saved).
 """
 

@@ -27,17 +27,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @torch.no_grad()
-def isometric_text_head(head: ProjectionHead) -> ProjectionHead:
-    """In place: head.proj.weight (D, d) -> its polar factor U V^T (orthonormal columns), bias and the residual
-    MLP's output layer -> 0. Raises ValueError when D < d (no isometry exists)."""
+def isometric_text_head(head: ProjectionHead, alpha: float = 1.0) -> ProjectionHead:
+    """In place: head.proj.weight (D, d) -> (1 - alpha) W + alpha U V^T (U V^T: the polar factor of W, orthonormal
+    columns), bias and the residual MLP's output layer scaled by (1 - alpha). alpha = 1: the isometry; between 0
+    and 1: the trained head pulled towards it. Raises ValueError when D < d (no isometry exists) or alpha is
+    outside [0, 1]."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     w = head.proj.weight.double()  # (D, d)
     if w.shape[0] < w.shape[1]:
         raise ValueError(f"an isometry needs out_dim >= in_dim, got {tuple(w.shape)}")
     u, _, vh = torch.linalg.svd(w, full_matrices=False)  # (D, d), (d,), (d, d)
-    head.proj.weight.copy_((u @ vh).to(head.proj.weight.dtype))  # (D, d), W^T W = I
-    head.proj.bias.zero_()
-    head.mlp[-1].weight.zero_()
-    head.mlp[-1].bias.zero_()
+    head.proj.weight.copy_(((1 - alpha) * w + alpha * (u @ vh)).to(head.proj.weight.dtype))  # (D, d)
+    for p in (head.proj.bias, head.mlp[-1].weight, head.mlp[-1].bias):
+        p.mul_(1 - alpha)
     return head
 
 
@@ -45,11 +48,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", type=Path, default=ROOT / "encoder" / "checkpoints" / "compact")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--alpha", type=float, default=1.0, help="1 = the isometry; 0.5 = halfway from the trained head")
     args = ap.parse_args()
     model = load_checkpoint(args.checkpoint)
-    isometric_text_head(model.text_head)
-    card = (f"Text head of {args.checkpoint} replaced by its nearest isometry (training/text_head_isometry.py); "
-            "image head and fusion unchanged.")
+    isometric_text_head(model.text_head, args.alpha)
+    card = (f"Text head of {args.checkpoint} pulled towards its nearest isometry, alpha {args.alpha} "
+            "(training/text_head_isometry.py); image head and fusion unchanged.")
     print(f"saved {args.out}: model version {save_checkpoint(model, args.out, card)}")
 
 

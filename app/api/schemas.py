@@ -79,7 +79,7 @@ class AuditReportOut(Out):
     report_id: int | None = None
     top_score: float | None = None
     timings_ms: dict[str, float] = Field(default_factory=dict, description="Where the check's time went, wall ms: "
-                                         "prepare, ocr, encode, search, rescore, total (app/audit.py)")
+                                         "prepare, ocr, encode, search, rescore, verify, total (app/audit.py)")
 
 
 class SignalHitOut(Out):

@@ -42,8 +42,13 @@ def test_ingest_check_and_delete(cli_env):
     assert out.exit_code == 0, out.output
     report = json.loads(out.output)
     assert report["matches"][0]["note_id"] == "n2" and report["verdict"] != "clear"
-    assert list(report["timings_ms"]) == ["prepare", "ocr", "encode", "search", "rescore", "total"]
+    assert list(report["timings_ms"]) == ["prepare", "ocr", "encode", "search", "rescore", "verify", "total"]
     assert report["timings_ms"]["encode"] > 0 and report["timings_ms"]["search"] > 0
+    verified = [e for e in report["matches"][0]["evidence"] if e["verified_score"]]
+    assert verified and len(verified[0]["verified_query_box"]) == 4  # the matched region, in both images
+    out = runner.invoke(main, ["check", str(cli_env / "query.json")])
+    assert out.exit_code == 0, out.output
+    assert "verified: query image 0 [" in out.output and "inliers" in out.output
 
     out = runner.invoke(main, ["check", "n2"])  # a stored note against the rest of the library
     assert out.exit_code == 0, out.output
