@@ -12,10 +12,16 @@ flipped) and written through the store API. Queries are real notes perturbed a l
 Per N and engine, each in a fresh process (RSS is that process's own):
 - search p50/p95 ms: the store calls of `app.audit.check` on an encoded note (global, element and PDQ
   searches, the candidates' vector fetch); check p50: the whole `app.audit.check` (+ its Python re-scoring);
-  numpy: the global and element searches and the candidates' look-up in RAM;
-- recall@10: of the global and the element searches, against exact search (numpy on the same vectors);
-- RSS MB after opening the store (minus the process before), disk bytes per note (allocated blocks), open
-  time, ingest notes/s (upserts, plus Edge's HNSW build, reported apart).
+  numpy: the global and element searches and the candidates' look-up in RAM; split into the global,
+  element and PDQ searches and the vector fetch (`note_vectors`), p50 of each; search CPU p50: the CPU
+  seconds of this process (the engine's threads included) in those calls, what a shared machine's load
+  does not inflate;
+- recall@10: of the global and the element searches, against exact search (numpy on the same vectors,
+  streamed over the library);
+- RSS MB after opening the store and running the checks (minus the process before; "of it heap": RssAnon,
+  the rest is memory-mapped store files the kernel can drop), disk bytes per note (allocated blocks), open
+  time, ingest notes/s (upserts, plus Edge's HNSW build, reported apart: the bench builds it once, after
+  the last upsert).
 Engines: `edge-hnsw` (the embedded default), `edge-exact` (Edge, brute force), `local` (qdrant-client's local
 mode, only up to --local-max notes: it is minutes per check beyond), `numpy` (brute force in numpy over
 arrays in RAM: the floor for exact search).
@@ -151,7 +157,7 @@ class Timed:
     """The store, with the seconds spent in its calls (the search part of a check) added up in `.spent`."""
 
     def __init__(self, store):
-        self.store, self.spent, self.by_call = store, 0.0, {}
+        self.store, self.spent, self.cpu, self.by_call = store, 0.0, 0.0, {}
 
     def __getattr__(self, name):
         attr = getattr(self.store, name)
@@ -159,11 +165,12 @@ class Timed:
             return attr
 
         def timed(*a, **k):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 return attr(*a, **k)
             finally:
                 self.spent += time.perf_counter() - t0
+                self.cpu += time.process_time() - c0
                 self.by_call[name] = self.by_call.get(name, 0.0) + time.perf_counter() - t0
         return timed
 
@@ -290,13 +297,14 @@ def run_one(args: argparse.Namespace) -> dict:
     out["open_rss_mb"] = rss_mb() - base
     timed = Timed(store)
     check(queries[0][0], queries[0][1], timed, config)  # warm-up
-    times, search, parts = [], [], {}
+    times, search, cpu, parts = [], [], [], {}
     for enc, pdq in queries[:args.local_queries if args.engine == "local" else None]:
-        timed.spent, timed.by_call = 0.0, {}
+        timed.spent, timed.cpu, timed.by_call = 0.0, 0.0, {}
         t0 = time.perf_counter()
         check(enc, pdq, timed, config)
         times.append((time.perf_counter() - t0) * 1000)
         search.append(timed.spent * 1000)
+        cpu.append(timed.cpu * 1000)
         for name, spent in timed.by_call.items():
             parts.setdefault(name, []).append(spent * 1000)
     for name, key in (("search_global", "global_ms"), ("search_elements", "elements_ms"), ("search_pdq", "pdq_ms"),
@@ -306,6 +314,7 @@ def run_one(args: argparse.Namespace) -> dict:
     out["rss_anon_mb"] = rss_mb("RssAnon") - base_anon
     out["p50_ms"], out["p95_ms"] = float(np.median(search)), float(np.percentile(search, 95))
     out["check_p50_ms"] = float(np.median(times))
+    out["cpu_p50_ms"] = float(np.median(cpu))
 
     truth_g, truth_e = exact_truth(lib, queries[:20])
     hit_g = hit_e = total_g = total_e = 0
@@ -372,6 +381,7 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     cols = [("n", "N", "{:d}"), ("engine", "engine", "{}"), ("p50_ms", "search p50 ms", "{:.1f}"),
             ("p95_ms", "search p95 ms", "{:.1f}"),
+            ("cpu_p50_ms", "search CPU p50 ms", "{:.1f}"),
             ("global_ms", "of it global", "{:.1f}"), ("elements_ms", "elements", "{:.1f}"), ("pdq_ms", "PDQ", "{:.1f}"),
             ("fetch_ms", "vector fetch", "{:.1f}"), ("check_p50_ms", "check p50 ms", "{:.0f}"), ("recall_global", "R@10 global", "{:.3f}"),
             ("recall_elements", "R@10 elements", "{:.3f}"), ("rss_mb", "RSS MB", "{:.0f}"),
