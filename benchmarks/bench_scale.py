@@ -373,7 +373,8 @@ def main() -> None:
             cmd += ["--keep"] if args.keep else []
             done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
             if done.returncode != 0:
-                rows.append({"engine": engine, "n": n, "skipped": done.stderr.strip().splitlines()[-1][:80]})
+                why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+                rows.append({"engine": engine, "n": n, "skipped": why[:80]})
             else:
                 rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), file=sys.stderr)
