@@ -142,14 +142,15 @@ class Library:
         return EncodedNote(note_id or f"n{j}", jitter(self.real["globals"][r]), locals_, VERSION), pdq
 
 
-def open_engine(engine: str, path: Path, bulk: bool = False):
+def open_engine(engine: str, path: Path, bulk: bool = False, search: dict | None = None):
     """The store of `engine` at `path`; bulk: Edge builds its HNSW index once, when the bench asks
-    (`optimize` after the last upsert), as a backfill would, instead of every StoreConfig.optimize_points."""
+    (`optimize` after the last upsert), as a backfill would, instead of every StoreConfig.optimize_points.
+    search: StoreConfig fields of the search (hnsw_ef, element_prefetch_limit) other than the defaults."""
     from app.store import EdgeStore, QdrantStore, StoreConfig
 
     if engine == "local":
         return QdrantStore.open_local(path, StoreConfig(prefetch=False))
-    config = StoreConfig(exact=engine == "edge-exact", prefetch=True)
+    config = StoreConfig(exact=engine == "edge-exact", prefetch=True, **(search or {}))
     return EdgeStore(path, replace(config, optimize_points=10**12) if bulk else config)
 
 
@@ -291,7 +292,9 @@ def run_one(args: argparse.Namespace) -> dict:
 
     base, base_anon = rss_mb(), rss_mb("RssAnon")
     t0 = time.perf_counter()
-    store = open_engine(args.engine, path)
+    search = {k: v for k, v in (("hnsw_ef", args.hnsw_ef), ("element_prefetch_limit", args.element_prefetch))
+              if v is not None}
+    store = open_engine(args.engine, path, search=search)
     store.count_notes()
     out["open_s"] = time.perf_counter() - t0
     out["open_rss_mb"] = rss_mb() - base
@@ -347,6 +350,9 @@ def main() -> None:
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--exact-max", type=int, default=10000, help="largest N edge-exact and numpy run at "
                         "(each builds its own library; numpy holds every vector in RAM: 4 GB at 100k)")
+    parser.add_argument("--hnsw-ef", type=int, default=None, help="HNSW ef at search time (default: the store's)")
+    parser.add_argument("--element-prefetch", type=int, default=None,
+                        help="candidates of the prefix stage per query element (default: the store's)")
     parser.add_argument("--keep", action="store_true", help="keep each built library in --workdir and reuse it "
                         "when run again (the build's ingest numbers are kept beside it)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
@@ -371,6 +377,8 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--one", "--engine", engine, "--n", str(n), "--real-file", str(real_file),
                    "--queries", str(args.queries), "--local-queries", str(args.local_queries), "--workdir", workdir]
             cmd += ["--keep"] if args.keep else []
+            for flag, value in (("--hnsw-ef", args.hnsw_ef), ("--element-prefetch", args.element_prefetch)):
+                cmd += [flag, str(value)] if value is not None else []
             done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
             if done.returncode != 0:
                 why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
