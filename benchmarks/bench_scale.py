@@ -12,10 +12,16 @@ flipped) and written through the store API. Queries are real notes perturbed a l
 Per N and engine, each in a fresh process (RSS is that process's own):
 - search p50/p95 ms: the store calls of `app.audit.check` on an encoded note (global, element and PDQ
   searches, the candidates' vector fetch); check p50: the whole `app.audit.check` (+ its Python re-scoring);
-  numpy: the global and element searches and the candidates' look-up in RAM;
-- recall@10: of the global and the element searches, against exact search (numpy on the same vectors);
-- RSS MB after opening the store (minus the process before), disk bytes per note (allocated blocks), open
-  time, ingest notes/s (upserts, plus Edge's HNSW build, reported apart).
+  numpy: the global and element searches and the candidates' look-up in RAM; split into the global,
+  element and PDQ searches and the vector fetch (`note_vectors`), p50 of each; search CPU p50: the CPU
+  seconds of this process (the engine's threads included) in those calls, what a shared machine's load
+  does not inflate;
+- recall@10: of the global and the element searches, against exact search (numpy on the same vectors,
+  streamed over the library);
+- RSS MB after opening the store and running the checks (minus the process before; "of it heap": RssAnon,
+  the rest is memory-mapped store files the kernel can drop), disk bytes per note (allocated blocks), open
+  time, ingest notes/s (upserts, plus Edge's HNSW build, reported apart: the bench builds it once, after
+  the last upsert).
 Engines: `edge-hnsw` (the embedded default), `edge-exact` (Edge, brute force), `local` (qdrant-client's local
 mode, only up to --local-max notes: it is minutes per check beyond), `numpy` (brute force in numpy over
 arrays in RAM: the floor for exact search).
@@ -136,14 +142,15 @@ class Library:
         return EncodedNote(note_id or f"n{j}", jitter(self.real["globals"][r]), locals_, VERSION), pdq
 
 
-def open_engine(engine: str, path: Path, bulk: bool = False):
+def open_engine(engine: str, path: Path, bulk: bool = False, search: dict | None = None):
     """The store of `engine` at `path`; bulk: Edge builds its HNSW index once, when the bench asks
-    (`optimize` after the last upsert), as a backfill would, instead of every StoreConfig.optimize_points."""
+    (`optimize` after the last upsert), as a backfill would, instead of every StoreConfig.optimize_points.
+    search: StoreConfig fields of the search (hnsw_ef, element_prefetch_limit) other than the defaults."""
     from app.store import EdgeStore, QdrantStore, StoreConfig
 
     if engine == "local":
         return QdrantStore.open_local(path, StoreConfig(prefetch=False))
-    config = StoreConfig(exact=engine == "edge-exact", prefetch=True)
+    config = StoreConfig(exact=engine == "edge-exact", prefetch=True, **(search or {}))
     return EdgeStore(path, replace(config, optimize_points=10**12) if bulk else config)
 
 
@@ -151,7 +158,7 @@ class Timed:
     """The store, with the seconds spent in its calls (the search part of a check) added up in `.spent`."""
 
     def __init__(self, store):
-        self.store, self.spent, self.by_call = store, 0.0, {}
+        self.store, self.spent, self.cpu, self.by_call = store, 0.0, 0.0, {}
 
     def __getattr__(self, name):
         attr = getattr(self.store, name)
@@ -159,11 +166,12 @@ class Timed:
             return attr
 
         def timed(*a, **k):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 return attr(*a, **k)
             finally:
                 self.spent += time.perf_counter() - t0
+                self.cpu += time.process_time() - c0
                 self.by_call[name] = self.by_call.get(name, 0.0) + time.perf_counter() - t0
         return timed
 
@@ -284,19 +292,22 @@ def run_one(args: argparse.Namespace) -> dict:
 
     base, base_anon = rss_mb(), rss_mb("RssAnon")
     t0 = time.perf_counter()
-    store = open_engine(args.engine, path)
+    search = {k: v for k, v in (("hnsw_ef", args.hnsw_ef), ("element_prefetch_limit", args.element_prefetch))
+              if v is not None}
+    store = open_engine(args.engine, path, search=search)
     store.count_notes()
     out["open_s"] = time.perf_counter() - t0
     out["open_rss_mb"] = rss_mb() - base
     timed = Timed(store)
     check(queries[0][0], queries[0][1], timed, config)  # warm-up
-    times, search, parts = [], [], {}
+    times, search, cpu, parts = [], [], [], {}
     for enc, pdq in queries[:args.local_queries if args.engine == "local" else None]:
-        timed.spent, timed.by_call = 0.0, {}
+        timed.spent, timed.cpu, timed.by_call = 0.0, 0.0, {}
         t0 = time.perf_counter()
         check(enc, pdq, timed, config)
         times.append((time.perf_counter() - t0) * 1000)
         search.append(timed.spent * 1000)
+        cpu.append(timed.cpu * 1000)
         for name, spent in timed.by_call.items():
             parts.setdefault(name, []).append(spent * 1000)
     for name, key in (("search_global", "global_ms"), ("search_elements", "elements_ms"), ("search_pdq", "pdq_ms"),
@@ -306,6 +317,7 @@ def run_one(args: argparse.Namespace) -> dict:
     out["rss_anon_mb"] = rss_mb("RssAnon") - base_anon
     out["p50_ms"], out["p95_ms"] = float(np.median(search)), float(np.percentile(search, 95))
     out["check_p50_ms"] = float(np.median(times))
+    out["cpu_p50_ms"] = float(np.median(cpu))
 
     truth_g, truth_e = exact_truth(lib, queries[:20])
     hit_g = hit_e = total_g = total_e = 0
@@ -338,6 +350,9 @@ def main() -> None:
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--exact-max", type=int, default=10000, help="largest N edge-exact and numpy run at "
                         "(each builds its own library; numpy holds every vector in RAM: 4 GB at 100k)")
+    parser.add_argument("--hnsw-ef", type=int, default=None, help="HNSW ef at search time (default: the store's)")
+    parser.add_argument("--element-prefetch", type=int, default=None,
+                        help="candidates of the prefix stage per query element (default: the store's)")
     parser.add_argument("--keep", action="store_true", help="keep each built library in --workdir and reuse it "
                         "when run again (the build's ingest numbers are kept beside it)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
@@ -362,9 +377,12 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--one", "--engine", engine, "--n", str(n), "--real-file", str(real_file),
                    "--queries", str(args.queries), "--local-queries", str(args.local_queries), "--workdir", workdir]
             cmd += ["--keep"] if args.keep else []
+            for flag, value in (("--hnsw-ef", args.hnsw_ef), ("--element-prefetch", args.element_prefetch)):
+                cmd += [flag, str(value)] if value is not None else []
             done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
             if done.returncode != 0:
-                rows.append({"engine": engine, "n": n, "skipped": done.stderr.strip().splitlines()[-1][:80]})
+                why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+                rows.append({"engine": engine, "n": n, "skipped": why[:80]})
             else:
                 rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), file=sys.stderr)
@@ -372,6 +390,7 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     cols = [("n", "N", "{:d}"), ("engine", "engine", "{}"), ("p50_ms", "search p50 ms", "{:.1f}"),
             ("p95_ms", "search p95 ms", "{:.1f}"),
+            ("cpu_p50_ms", "search CPU p50 ms", "{:.1f}"),
             ("global_ms", "of it global", "{:.1f}"), ("elements_ms", "elements", "{:.1f}"), ("pdq_ms", "PDQ", "{:.1f}"),
             ("fetch_ms", "vector fetch", "{:.1f}"), ("check_p50_ms", "check p50 ms", "{:.0f}"), ("recall_global", "R@10 global", "{:.3f}"),
             ("recall_elements", "R@10 elements", "{:.3f}"), ("rss_mb", "RSS MB", "{:.0f}"),
