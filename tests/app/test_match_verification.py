@@ -91,3 +91,18 @@ def test_verification_settings_reach_the_audit_config():
     with pytest.raises(ValueError, match="verify_score_half"):
         AuditConfig(verify_score_half=0)
     assert np.isfinite(AuditConfig().verify_score_half)
+
+
+def test_a_duplicate_verifies_only_itself_and_what_could_outrank_it(indexed):
+    """A repost of n1 (same photo, same text) is a duplicate before verification: verifying the other
+    candidates could change neither the verdict nor the top match, so only the duplicate's pairs are matched."""
+    lib, tmp = indexed
+    repost = Note(note_id="q-repost", title=REVIEWS[1][:8], body=REVIEWS[1],
+                  images=[_save(Image.fromarray(skimage.data.coffee()), tmp / "q-repost.jpg")])
+    report = lib.check(repost, save=False)
+    top = report.matches[0]
+    assert top.note_id == "n1" and top.verdict == "duplicate"
+    assert any(e.inliers and e.verified_score > 0.5 for e in top.evidence)  # its boxes are there
+    others = [m for m in report.matches[1:] if m.local_score > 0]
+    assert others, "no other image candidate to skip"
+    assert all(e.inliers is None for m in others for e in m.evidence)
