@@ -13,7 +13,7 @@ frozen_blocks = 0 (the cache then holds pixels), more photos/views/steps and dev
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ class CopyTrainConfig:
     cache_dir: str = "/tmp/uninote_copy_train"  # cached early-block features of the views (outside the repo)
     max_photos: int = 1200  # training photos (half grocery train.txt of training products, half clothing train/)
     views_per_photo: int = 6  # view 0 = the clean photo, the rest one copy family each (training.copy_edits)
+    family_weights: dict[str, float] = field(default_factory=dict)  # relative draw weight per family (absent = 1)
     background_photos: int = 200  # unrelated training photos used by paste / collage views
     image_size: int = 192  # square input side (EfficientNet-Lite0 is native at 224)
     frozen_blocks: int = 11  # stem + this many MBConv blocks frozen and cached (0 = train everything)
@@ -46,6 +47,8 @@ class CopyTrainConfig:
     device: str = "cpu"  # "cpu" | "cuda"
     num_threads: int = 1  # torch CPU threads (the 2-core box is shared: 1)
     log_every: int = 20
+    checkpoint_minutes: float = 0.0  # also write <out>/checkpoints/step_<n>/tower.safetensors this often (0 = off)
+    val_photos: int = 0  # the last this-many training photos are held out of the batches and scored at checkpoints
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -57,6 +60,15 @@ class CopyTrainConfig:
             raise ValueError(f"image_size must be a multiple of 32 and >= 64, got {self.image_size}")
         if not 0 < self.whitening_dim <= 1280:
             raise ValueError(f"whitening_dim must be in (0, 1280], got {self.whitening_dim}")
+        from training.copy_edits import COPY_FAMILIES
+
+        unknown = sorted(set(self.family_weights) - set(COPY_FAMILIES))
+        if unknown:
+            raise ValueError(f"unknown copy families in family_weights: {', '.join(unknown)}")
+        if any(w < 0 for w in self.family_weights.values()):
+            raise ValueError("family_weights must be >= 0")
+        if not 0 <= self.val_photos < self.max_photos:
+            raise ValueError(f"val_photos must be in [0, max_photos), got {self.val_photos}")
         for name in ("max_photos", "steps", "batch_photos", "whitening_photos"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

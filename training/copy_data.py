@@ -6,7 +6,7 @@ products' photos, clothing `test/` + `validation/` and scikit-image's photos, so
 photo, and no scikit-image photo (the benchmark's "unlike the training data" references) is seen here.
 
 A photo becomes `views_per_photo` views: view 0 is the clean photo, view v >= 1 is one copy family
-(training.copy_edits, drawn uniformly) with seed (photo index, v), its second photos drawn from `backgrounds`
+(training.copy_edits, drawn uniformly or by `family_weights`) with seed (photo index, v), its second photos drawn from `backgrounds`
 (other training photos).
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -48,13 +48,18 @@ def training_photos(root: Path | None = None, max_photos: int = 1400, seed: int 
 
 
 def render_view(photo: Image.Image, photo_index: int, view: int, backgrounds: Sequence[Image.Image],
-                seed: int = 0) -> tuple[str, Image.Image]:
-    """(family, RGB image) of view `view` of a photo: ("clean", photo) for view 0, else one seeded copy family."""
+                seed: int = 0, family_weights: Mapping[str, float] | None = None) -> tuple[str, Image.Image]:
+    """(family, RGB image) of view `view` of a photo: ("clean", photo) for view 0, else one seeded copy family,
+    drawn uniformly or with probability proportional to family_weights[name] (absent = 1)."""
     if view == 0:
         return "clean", photo
     rng = np.random.default_rng([seed, photo_index, view])
     names = list(COPY_FAMILIES)
-    name = names[int(rng.integers(len(names)))]
+    if family_weights:
+        w = np.array([float(family_weights.get(n, 1.0)) for n in names])
+        name = names[int(rng.choice(len(names), p=w / w.sum()))]
+    else:
+        name = names[int(rng.integers(len(names)))]
     return name, COPY_FAMILIES[name](photo, rng, backgrounds)
 
 

@@ -6,7 +6,9 @@ Steps: (1) render `views_per_photo` views of each training photo (training.copy_
 prefix's features (fp16, one file under cache_dir keyed by the settings); (2) train the tail with CopyTask
 (AdamW, warm-up + cosine over steps or wall-clock, whichever runs out first; gradient clip 1); (3) fit PCA whitening on the
 clean views of the first `whitening_photos` photos; (4) write <out>/tower.safetensors (encoder.copy_tower_weights)
-and <out>/train_log.json (config, per-step losses, timings).
+and <out>/train_log.json (config, per-step losses, timings, checkpoints). Every `checkpoint_minutes` the same
+file is also written under <out>/checkpoints/step_<n>/ (whitening fitted then), and with `val_photos` > 0 each
+checkpoint logs validation_scores on the held-out training photos, so a cut run can be evaluated at its best.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def build_view_cache(config: CopyTrainConfig, trunk: CopyTrunk, tower: ImageTowe
                             config.seed)
     backgrounds, train = paths[: config.background_photos], paths[config.background_photos:]
     key = hashlib.sha256(json.dumps([str(p) for p in train] + [str(p) for p in backgrounds] + [
-        config.views_per_photo, config.image_size, config.frozen_blocks, config.seed, "v1"]).encode()).hexdigest()[:16]
+        config.views_per_photo, config.image_size, config.frozen_blocks, config.seed, "v1"]
+        + ([sorted(config.family_weights.items())] if config.family_weights else [])).encode()).hexdigest()[:16]
     file = Path(config.cache_dir) / f"views_{key}.pt"
     if file.is_file():
         _log(f"view cache hit {file}")
@@ -51,7 +54,7 @@ def build_view_cache(config: CopyTrainConfig, trunk: CopyTrunk, tower: ImageTowe
     V, chunk, out, t0 = config.views_per_photo, 16, None, time.time()
     for start in range(0, len(train), chunk):
         photos = load_photos(train[start : start + chunk])
-        views = [render_view(img, start + i, v, bg_images, config.seed)[1] for i, img in enumerate(photos)
+        views = [render_view(img, start + i, v, bg_images, config.seed, config.family_weights)[1] for i, img in enumerate(photos)
                  for v in range(V)]
         feats = trunk.prefix(tower.preprocess(views).to(config.device)).to("cpu", torch.float16)  # (n*V, C, h, w)
         if out is None:
@@ -76,6 +79,40 @@ def _lr(step: int, config: CopyTrainConfig, minutes: float = 0.0) -> float:
     return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+@torch.no_grad()
+def _whitening(trunk: CopyTrunk, cache: torch.Tensor, config: CopyTrainConfig, n_train: int):
+    """PCA whitening on the clean views of the first min(whitening_photos, n_train) training photos."""
+    n = min(config.whitening_photos, n_train)
+    desc = torch.cat([trunk.embed(cache[i : min(i + 64, n), 0].to(config.device, torch.float32)).cpu()
+                      for i in range(0, n, 64)])  # (n, 1280)
+    return fit_whitening(desc, config.whitening_dim, config.whitening_eps)
+
+
+@torch.no_grad()
+def validation_scores(trunk: CopyTrunk, cache: torch.Tensor, photos: range, config: CopyTrainConfig) -> dict:
+    """Edited views of the held-out `photos` searched among their clean views (cosine of GeM + L2, no whitening):
+    {"val_r1": recall@1 over the edited views, "val_pos": mean cosine to the own clean view, "val_neg": mean of the
+    highest cosine to another photo's clean view}."""
+    V = config.views_per_photo
+    emb = torch.cat([trunk.embed(cache[i : min(i + 32, photos.stop)].flatten(0, 1).to(config.device, torch.float32))
+                     .cpu().reshape(-1, V, 1280) for i in range(photos.start, photos.stop, 32)])  # (n, V, 1280)
+    clean, edited = emb[:, 0], emb[:, 1:]  # (n, 1280), (n, V-1, 1280)
+    sim = torch.einsum("nvd,md->nvm", edited, clean)  # (n, V-1, n)
+    own = torch.arange(len(clean))
+    pos = sim[own, :, own]  # (n, V-1)
+    other = sim.clone()
+    other[own, :, own] = -2.0
+    neg = other.max(dim=-1).values  # (n, V-1)
+    return {"val_r1": (pos > neg).float().mean().item(), "val_pos": pos.mean().item(), "val_neg": neg.mean().item()}
+
+
+def _checkpoint(trunk: CopyTrunk, net: torch.nn.Module, cache: torch.Tensor, n_train: int, config: CopyTrainConfig,
+                path: Path, meta: dict) -> None:
+    trunk.eval()
+    save_copy_tower(net, _whitening(trunk, cache, config, n_train), path, {**asdict(config), **meta})
+    trunk.train()
+
+
 def train(config: CopyTrainConfig, out_dir: Path) -> dict:
     """Run the recipe; returns the training log (also written to out_dir/train_log.json)."""
     torch.set_num_threads(config.num_threads)
@@ -91,17 +128,39 @@ def train(config: CopyTrainConfig, out_dir: Path) -> dict:
     task = CopyTask(trunk, config)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    history, t0 = [], time.time()
+    n_train = P - config.val_photos  # batches draw from photos [0, n_train); the rest are the validation photos
+    val = range(n_train, P)
+    history, checkpoints, t0 = [], [], time.time()
+    t_ckpt = t0
+
+    def checkpoint(step_no: int, save: bool = True) -> None:
+        entry: dict = {"step": step_no, "minutes": (time.time() - t0) / 60}
+        if len(val):
+            trunk.eval()
+            entry.update(validation_scores(trunk, cache, val, config))
+        if save:
+            path = out_dir / "checkpoints" / f"step_{step_no:05d}" / "tower.safetensors"
+            _checkpoint(trunk, net, cache, n_train, config, path, {"steps_done": step_no})
+            entry["path"] = str(path)
+        trunk.train()
+        checkpoints.append(entry)
+        _log("checkpoint " + " ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))
+
+    if len(val):
+        checkpoint(0, save=False)  # the ImageNet starting point on the validation photos
     trunk.train()
     step = 0
     for step in range(config.steps):
+        if step and config.checkpoint_minutes and time.time() - t_ckpt > config.checkpoint_minutes * 60:
+            checkpoint(step)
+            t_ckpt = time.time()
         minutes = (time.time() - t0) / 60
         if minutes > config.max_minutes:
             _log(f"max_minutes reached at step {step}")
             break
         for group in opt.param_groups:
             group["lr"] = _lr(step, config, minutes)
-        photos = rng.choice(P, size=min(config.batch_photos, P), replace=False)
+        photos = rng.choice(n_train, size=min(config.batch_photos, n_train), replace=False)
         views = np.stack([rng.choice(config.views_per_photo, size=config.batch_views, replace=False) for _ in photos])
         feats = cache[photos[:, None], views].flatten(0, 1).to(config.device, torch.float32)  # (B*V, C, h, w)
         instance = torch.from_numpy(np.repeat(photos, config.batch_views)).to(config.device)  # (B*V,)
@@ -118,17 +177,15 @@ def train(config: CopyTrainConfig, out_dir: Path) -> dict:
                  f"({(time.time() - t0) / (step + 1):.2f} s/step)")
     steps_done = len(history)
     t_train = time.time() - t0
+    if len(val):
+        checkpoint(steps_done, save=False)  # the final model is written below
     trunk.eval()
-    with torch.no_grad():
-        n = min(config.whitening_photos, P)
-        desc = torch.cat([trunk.embed(cache[i : i + 64, 0].to(config.device, torch.float32)).cpu()
-                          for i in range(0, n, 64)])  # (n, 1280)
-    whitening = fit_whitening(desc, config.whitening_dim, config.whitening_eps)
+    whitening = _whitening(trunk, cache, config, n_train)
     log = {"config": asdict(config), "steps_done": steps_done, "photos": P, "cache_minutes": t_cache / 60,
            "train_minutes": t_train / 60, "total_minutes": (time.time() - t_start) / 60,
            "torch_threads": torch.get_num_threads(), "device": config.device,
            "hardware": f"{os.cpu_count()} CPU cores visible" if config.device == "cpu" else torch.cuda.get_device_name(),
-           "history": history}
+           "checkpoints": checkpoints, "history": history}
     out_dir.mkdir(parents=True, exist_ok=True)
     save_copy_tower(net.cpu(), whitening, out_dir / "tower.safetensors",
                     {**asdict(config), "steps_done": steps_done})

@@ -1,5 +1,6 @@
 """training/copy_train.py: a 2-step run on real photos writes a copy tower that encoder.towers loads, with only the
-tail trained; the set builder keeps benchmark photos out of training."""
+tail trained, plus loadable checkpoints scored on held-out training photos; family weights steer the views; the set
+builder keeps benchmark photos out of training."""
 
 from __future__ import annotations
 
@@ -22,10 +23,17 @@ def test_two_step_run_trains_the_tail_only_and_loads_as_the_copy_tower(tmp_path)
     torch.set_num_threads(1)
     cfg = CopyTrainConfig(data_root=str(SHARED_DATA), cache_dir=str(tmp_path / "cache"), max_photos=8,
                           background_photos=3, views_per_photo=3, batch_photos=4, steps=2, warmup_steps=1,
-                          image_size=128, whitening_dim=8, whitening_photos=8, log_every=1)
+                          image_size=128, whitening_dim=8, whitening_photos=8, log_every=1,
+                          checkpoint_minutes=1e-6, val_photos=2)
     log = train(cfg, tmp_path / "out")
     assert log["steps_done"] == 2 and all(torch.isfinite(torch.tensor(h["loss"])) for h in log["history"])
     assert json.loads((tmp_path / "out" / "train_log.json").read_text())["photos"] == 8
+    ckpts = log["checkpoints"]
+    assert [c["step"] for c in ckpts] == [0, 1, 2]  # ImageNet start, step 1, the final model
+    assert ["path" in c for c in ckpts] == [False, True, False]
+    assert all(0.0 <= c["val_r1"] <= 1.0 and -1.0 <= c["val_neg"] <= 1.0 for c in ckpts)
+    mid = ImageTower("efficientnet-lite0-copy", 128, weights_path=ckpts[1]["path"])
+    assert mid.whitening.matrix.shape == (8, 1280)
     copy = ImageTower("efficientnet-lite0-copy", 128, weights_path=str(tmp_path / "out" / "tower.safetensors"))
     base = ImageTower("efficientnet-lite0", 128)
     assert base.whitening is None and copy.whitening.matrix.shape == (8, 1280)
@@ -50,6 +58,26 @@ def test_a_file_of_another_format_is_refused(tmp_path):
         ImageTower("efficientnet-lite0-copy", 128, weights_path=str(tmp_path / "missing.safetensors"))
     with pytest.raises(ValueError, match="unsupported image tower"):
         ImageTower("resnet-50")
+
+
+def test_family_weights_steer_the_views_and_unknown_families_are_refused():
+    from PIL import Image
+
+    from training.copy_data import render_view
+    from training.copy_edits import COPY_FAMILIES
+
+    photo, bg = real_photos()[:2]
+    only_blur = {n: 0.0 for n in COPY_FAMILIES if n != "blur"}
+    names = [render_view(photo, i, 1 + i % 3, [bg], 0, only_blur)[0] for i in range(6)]
+    assert names == ["blur"] * 6
+    family, img = render_view(photo, 0, 0, [bg], 0, only_blur)
+    assert family == "clean" and isinstance(img, Image.Image)
+    uniform = {render_view(photo, i, 1, [bg])[0] for i in range(40)}
+    assert len(uniform) > 5
+    with pytest.raises(ValueError, match="unknown copy families in family_weights: blurr"):
+        CopyTrainConfig(family_weights={"blurr": 2.0})
+    with pytest.raises(ValueError, match="val_photos"):
+        CopyTrainConfig(max_photos=10, val_photos=10)
 
 
 def test_config_rejects_bad_fields_and_unknown_keys():
