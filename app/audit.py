@@ -93,8 +93,8 @@ class AuditConfig:
     background_k: int = 5  # an image's k-th nearest other library note is its background (SSCD)
     background_reference: float = 0.30  # the usual k-th neighbour cosine (median on bench_notes); 0 shift
     background_hits: int = 64  # stored elements read per query element to find the backgrounds
-    verify_candidates: int = 5  # matches (best image evidence first) geometrically verified; 0 = off
-    verify_pairs: int = 4  # (query image, matched image) pairs verified per match
+    verify_candidates: int = 3  # matches (best image evidence first) geometrically verified; 0 = off
+    verify_pairs: int = 2  # (query image, matched image) pairs verified per match
     verify_min_inliers: int = 15  # RANSAC inliers below which a pair's inlier score is 0 (unrelated photos)
     verify_score_half: float = 75.0  # inliers at which the inlier score is 0.5 (n / (n + half)); bench_notes
 

@@ -79,9 +79,9 @@ class Settings(BaseSettings):
     pdq_max_distance: int = Field(31, description="PDQ Hamming distance counted as a near-exact copy (Meta).")
     pdq_min_quality: int = Field(50, description="PDQ quality below which a hash is not trusted (Meta).")
     verify_candidates: int = Field(
-        5, ge=0, description="Matches (best image evidence first) geometrically verified by SIFT + RANSAC in each "
+        3, ge=0, description="Matches (best image evidence first) geometrically verified by SIFT + RANSAC in each "
                              "check (app/match_verification.py); 0 = verification off.")
-    verify_pairs: int = Field(4, ge=0, description="(query image, matched image) pairs verified per match.")
+    verify_pairs: int = Field(2, ge=0, description="(query image, matched image) pairs verified per match.")
 
     # Workers (workers/)
     celery_broker_url: str | None = Field(None, description="Broker URL; unset = tasks run in-process.")

@@ -46,7 +46,7 @@ def check_without_verification(lib, note):
     try:
         return lib.check(note, save=False)
     finally:
-        lib.audit_config = dataclasses.replace(lib.audit_config, verify_candidates=5)
+        lib.audit_config = dataclasses.replace(lib.audit_config, verify_candidates=Settings().verify_candidates)
 
 
 def test_a_pasted_photo_verifies_with_its_region_in_both_images(indexed):
