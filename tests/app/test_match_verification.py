@@ -19,15 +19,21 @@ from app.settings import Settings
 from tests.app.test_library import PHOTOS, REVIEWS, _save
 
 
-@pytest.fixture(scope="module")
-def indexed(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("verify")
+def photo_library(tmp) -> Library:
+    """A Library at tmp/home of one note per scikit-image photo (n0, n1, ...: PHOTOS with REVIEWS), OCR off."""
     lib = Library.open(Settings(UNINOTE_HOME=tmp / "home", ocr_enabled=False))
     notes = []
     for i, (name, review) in enumerate(zip(PHOTOS, REVIEWS)):
         path = _save(Image.fromarray(getattr(skimage.data, name)()), tmp / f"{name}.jpg")
         notes.append(Note(note_id=f"n{i}", title=review[:8], body=review, images=[path]))
     assert not lib.index(notes).failed
+    return lib
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("verify")
+    lib = photo_library(tmp)
     yield lib, tmp
     lib.close()
 

@@ -18,11 +18,7 @@ import skimage.data
 from PIL import Image
 
 from app.geometric_verification import MAX_PIXELS, verify
-from app.library import Library
-from app.notes import Note
-from app.settings import Settings
-from tests.app.test_library import PHOTOS, REVIEWS, _save
-from tests.app.test_match_verification import pasted_query
+from tests.app.test_match_verification import pasted_query, photo_library
 
 
 def png_bomb(width: int, height: int) -> bytes:
@@ -35,12 +31,7 @@ def png_bomb(width: int, height: int) -> bytes:
 
 @pytest.fixture
 def library(tmp_path):
-    lib = Library.open(Settings(UNINOTE_HOME=tmp_path / "home", ocr_enabled=False))
-    notes = []
-    for i, (name, review) in enumerate(zip(PHOTOS, REVIEWS)):
-        path = _save(Image.fromarray(getattr(skimage.data, name)()), tmp_path / f"{name}.jpg")
-        notes.append(Note(note_id=f"n{i}", title=review[:8], body=review, images=[path]))
-    assert not lib.index(notes).failed
+    lib = photo_library(tmp_path)
     yield lib, tmp_path
     lib.close()
 
