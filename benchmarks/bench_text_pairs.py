@@ -72,7 +72,7 @@ def table(name: str, models, checkpoints, args) -> None:
     rows = [("raw e5 tower", (fa * fb).sum(-1).numpy())]
     for path, model in zip(checkpoints, models):
         with torch.no_grad():
-            ea, eb = model.embed_texts(fa), model.embed_texts(fb)  # (P, D)
+            ea, eb = model.embed_text_locals(fa), model.embed_text_locals(fb)  # (P, D): the stored text vectors
         for d in model.dims:
             cos = (torch.nn.functional.normalize(ea[:, :d], dim=-1) * torch.nn.functional.normalize(eb[:, :d], dim=-1)).sum(-1)
             rows.append((f"{path.name} text vector [:{d}]", cos.numpy()))

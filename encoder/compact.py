@@ -3,7 +3,8 @@
 The forward is split so training can cache the frozen towers' outputs once and train only the heads:
 
     images ──region_features──► (B, R, 1280) ──embed_regions──► (B, R, D)   R = whole image + crops
-    texts  ──text_features────► (N, 384)     ──embed_texts────► (N, D)
+    texts  ──text_features────► (N, 384)     ──embed_texts────► (N, D)   (fusion's text tokens)
+                                              ──embed_text_locals──► (N, D)   (stored text elements)
     element vectors (B, T, D) + kinds + mask ──fuse──► (B, D) global note vector
 
 `parameters()` / `state_dict()` hold only the trainable heads (a few MB); the towers are shared,
@@ -17,6 +18,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
@@ -41,6 +43,9 @@ class CompactUniNote(nn.Module):
             self.image_head = ProjectionHead(IMAGE_FEATURE_DIM, D, hidden, init_weights=init_weights)
             self.text_head = ProjectionHead(TEXT_FEATURE_DIM, D, hidden, init_weights=init_weights)
             self.fusion = NoteFusion(self.config.dim)
+        # config.text_locals == "isometry": text elements are x -> M x / |M x| with M (D, 384) orthonormal
+        # columns (the nearest isometry of the trained text head), so they rank exactly as the e5 tower does
+        self.text_local_proj = nn.Linear(TEXT_FEATURE_DIM, D, bias=False) if self.config.text_locals == "isometry" else None
         self.image_runner = None  # None = the torch ImageTower; else a callable like it (encoder.onnx_tower)
 
     # -- frozen towers (shared per process, not submodules) --------------------------------------------
@@ -82,6 +87,13 @@ class CompactUniNote(nn.Module):
     def embed_texts(self, feats: torch.Tensor) -> torch.Tensor:
         """(N, 384) -> (N, D) float32, L2-normalised."""
         return self.text_head(feats)
+
+    def embed_text_locals(self, feats: torch.Tensor) -> torch.Tensor:
+        """(N, 384) -> (N, D) float32, L2-normalised: the stored text element vectors (embed_texts unless
+        config.text_locals is "isometry")."""
+        if self.text_local_proj is None:
+            return self.text_head(feats)
+        return F.normalize(self.text_local_proj(F.normalize(feats, dim=-1)), dim=-1)  # (N, D)
 
     def fuse(self, tokens: torch.Tensor, kinds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """tokens (B, T, D), kinds (B, T) int64 (encoder.heads.KIND_IDS), mask (B, T) bool -> (B, D)."""

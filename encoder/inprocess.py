@@ -84,9 +84,9 @@ class InProcessEncoder:
         texts = [t for p in plans for _, t in p.texts]
         pending = _image_pool().submit(self._embed_images_in_worker, images) if images and texts else None
         with torch.inference_mode():
-            text_vecs = self._embed_texts(texts)  # (N, D)
+            text_vecs, text_tokens = self._embed_texts(texts)  # (N, D) stored, (N, D) fusion tokens
             image_vecs = pending.result() if pending is not None else self._embed_images(images)  # (I, R, D)
-            return self._assemble(plans, image_vecs, text_vecs)
+            return self._assemble(plans, image_vecs, text_vecs, text_tokens)
 
     # -- steps ----------------------------------------------------------------------------------------
     def _plan(self, note: NoteInput) -> _NotePlan:
@@ -126,21 +126,23 @@ class InProcessEncoder:
             torch.set_num_threads(n)
         return self._embed_images(images)
 
-    def _embed_texts(self, texts: list[str]) -> torch.Tensor:
-        """N texts -> (N, D); each distinct text goes through the towers once."""
+    def _embed_texts(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """N texts -> (N, D) text element vectors and (N, D) fusion tokens (the same tensor unless the model's
+        text_locals is "isometry"); each distinct text goes through the towers once."""
         D = self.dims[-1]
         if not texts:
-            return torch.zeros(0, D)
+            return torch.zeros(0, D), torch.zeros(0, D)
         unique = list(dict.fromkeys(texts))
-        out = []
-        for start in range(0, len(unique), self.text_chunk):
-            feats = self.model.text_features(unique[start : start + self.text_chunk])  # (n, 384)
-            out.append(self.model.embed_texts(feats))  # (n, D)
-        vecs = torch.cat(out)  # (U, D)
+        feats = torch.cat([self.model.text_features(unique[start : start + self.text_chunk])
+                           for start in range(0, len(unique), self.text_chunk)])  # (U, 384)
+        tokens = self.model.embed_texts(feats)  # (U, D)
+        vecs = tokens if self.model.text_local_proj is None else self.model.embed_text_locals(feats)  # (U, D)
         row = {t: i for i, t in enumerate(unique)}
-        return vecs[torch.tensor([row[t] for t in texts])]  # (N, D)
+        take = torch.tensor([row[t] for t in texts])  # (N,)
+        return vecs[take], tokens[take]
 
-    def _assemble(self, plans: list[_NotePlan], image_vecs: torch.Tensor, text_vecs: torch.Tensor) -> list[EncodedNote]:
+    def _assemble(self, plans: list[_NotePlan], image_vecs: torch.Tensor, text_vecs: torch.Tensor,
+                  text_tokens: torch.Tensor) -> list[EncodedNote]:
         crop_boxes = self.model.config.crop_boxes
         D = self.dims[-1]
         T = max(len(p.images) + len(p.texts) for p in plans)
@@ -169,7 +171,7 @@ class InProcessEncoder:
                 index = counts.get(kind, 0)
                 counts[kind] = index + 1
                 locals_.append(LocalVector(kind, index, _np(vec), text=text))
-                tokens[b, t], kinds[b, t], mask[b, t] = vec, KIND_IDS[kind], True
+                tokens[b, t], kinds[b, t], mask[b, t] = text_tokens[txt_row - 1], KIND_IDS[kind], True
                 t += 1
             all_locals.append(locals_)
         globals_ = self.model.fuse(tokens, kinds, mask)  # (B, D)

@@ -7,7 +7,10 @@ than the raw tower (issue 14). `isometric_text_head` replaces W by U V^T (W = U 
 matrix closest to W in Frobenius norm) and zeroes b and the MLP's last layer, so cos(y_a, y_b) = cos(x_a, x_b)
 exactly at dim D (the Matryoshka prefixes are projections of it). The image head and fusion are untouched.
 
-    .venv/bin/python -m training.text_head_isometry --out DIR [--checkpoint encoder/checkpoints/compact]
+    .venv/bin/python -m training.text_head_isometry --out DIR [--checkpoint encoder/checkpoints/compact] [--locals]
+
+--locals (`with_isometric_text_locals`) applies the isometry only to the stored text element vectors: fusion
+keeps reading the trained head, so global and image vectors stay exactly as they were.
 
 Measure DIR with benchmarks/bench_text_pairs.py --checkpoint DIR and CHECKPOINT=DIR benchmarks/bench_notes.py
 before shipping it (the shared space changes for text).
@@ -16,11 +19,14 @@ before shipping it (the shared space changes for text).
 from __future__ import annotations
 
 import argparse
+import copy
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from encoder.checkpoint import load_checkpoint, save_checkpoint
+from encoder.compact import CompactUniNote
 from encoder.heads import ProjectionHead
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,16 +50,38 @@ def isometric_text_head(head: ProjectionHead, alpha: float = 1.0) -> ProjectionH
     return head
 
 
+@torch.no_grad()
+def with_isometric_text_locals(model: CompactUniNote) -> CompactUniNote:
+    """A copy of model whose text *element* vectors come from the nearest isometry of its text head
+    (config.text_locals = "isometry", text_local_proj = U V^T of the head's W (D, 384)), while fusion keeps
+    reading the trained head: the global vector and every image vector are unchanged, and text elements
+    rank exactly as the e5 tower does at full dim. Raises ValueError when the model already has one."""
+    if model.text_local_proj is not None:
+        raise ValueError("the model's text elements already come from an isometry (text_locals = 'isometry')")
+    out = CompactUniNote(replace(model.config, text_locals="isometry"), init_weights=False)
+    out.load_state_dict(model.state_dict(), strict=False)  # every weight but text_local_proj
+    iso = isometric_text_head(copy.deepcopy(model.text_head))
+    out.text_local_proj.weight.copy_(iso.proj.weight)  # (D, 384), orthonormal columns
+    return out.eval()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", type=Path, default=ROOT / "encoder" / "checkpoints" / "compact")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--locals", action="store_true", help="keep the trained head for fusion; only the stored "
+                    "text element vectors come from the isometry (config text_locals = 'isometry')")
     ap.add_argument("--alpha", type=float, default=1.0, help="1 = the isometry; 0.5 = halfway from the trained head")
     args = ap.parse_args()
     model = load_checkpoint(args.checkpoint)
-    isometric_text_head(model.text_head, args.alpha)
-    card = (f"Text head of {args.checkpoint} pulled towards its nearest isometry, alpha {args.alpha} "
-            "(training/text_head_isometry.py); image head and fusion unchanged.")
+    if args.locals:
+        model = with_isometric_text_locals(model)
+        card = (f"{args.checkpoint} with text element vectors from the nearest isometry of its text head "
+                "(training/text_head_isometry.py --locals); fusion, global vectors and image vectors unchanged.")
+    else:
+        isometric_text_head(model.text_head, args.alpha)
+        card = (f"Text head of {args.checkpoint} pulled towards its nearest isometry, alpha {args.alpha} "
+                "(training/text_head_isometry.py); image head and fusion unchanged.")
     print(f"saved {args.out}: model version {save_checkpoint(model, args.out, card)}")
 
 
