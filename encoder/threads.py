@@ -66,12 +66,13 @@ def current_threads() -> int:
     return _threads if _threads is not None else default_threads()
 
 
-def session_options():
-    """onnxruntime.SessionOptions sized to current_threads(): intra-op n, inter-op 1, sequential, no spinning."""
+def session_options(threads: int | None = None):
+    """onnxruntime.SessionOptions: intra-op `threads` (None = current_threads()), inter-op 1, sequential, no
+    spinning."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = current_threads()
+    opts.intra_op_num_threads = current_threads() if threads is None else threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
