@@ -13,7 +13,12 @@ all-in-one `RapidOCR.__call__` (which upscales every image to a 736-pixel *short
    padded to its own widest crop (REC_MIN_WIDTH), not to PaddleOCR's 320-pixel minimum width: a text line of
    aspect 2 is 96 pixels wide at height 48, so the fixed 320 made the recogniser ~3x the work.
 Images go to the models as BGR (RapidOCR's models are trained on cv2-decoded images).
-The engine's ONNX sessions are sized by ENCODER_THREADS (encoder.threads.session_options).
+Threads: `read_texts(images, threads=n)` runs on an engine whose ONNX sessions have n intra-op threads
+(encoder.threads.session_options; default ENCODER_THREADS), one engine per n, created on first use. One note
+at a time (check) wants all of them; ingestion runs several notes side by side in worker threads
+(app.preparation.prepared_ahead), each on one thread: on 2 cores a 2-thread detector costs ~25% more CPU
+than a 1-thread one (the threads meet at every one of its many small operators). The outputs are the same
+bit for bit whatever the count (ONNX Runtime splits work, not sums, across its threads).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from encoder.threads import session_options
+from encoder.threads import current_threads, session_options
 
 MIN_CONFIDENCE = 0.5  # RapidOCR's recognition score in [0, 1]
 MIN_CHARS = 2  # single characters are mostly noise on photos
@@ -35,8 +40,8 @@ REC_BATCH = 8  # crops per recogniser run (crops of similar aspect ratio are bat
 REC_MIN_WIDTH = 48  # pixels: a recogniser batch is padded to its widest crop, at least this (height 48)
 MAX_BOXES = 16  # boxes recognised per note, the largest first (the encoder keeps 16 OCR strings per note)
 
-_engine = None
-_lock = threading.Lock()  # guards the engine's creation; read_texts only runs ONNX sessions (thread-safe) and
+_engines: dict[int, object] = {}  # ONNX intra-op threads -> RapidOCR engine
+_lock = threading.Lock()  # guards the engines' creation; read_texts only runs ONNX sessions (thread-safe) and
 # RapidOCR's stateless pre/post-processing, never RapidOCR.__call__ (which keeps per-call state)
 
 
@@ -51,22 +56,26 @@ class OcrRun:
     recognised: int = 0
 
 
-def _get_engine():
-    global _engine
+def _get_engine(threads: int | None = None):
+    """The process's RapidOCR engine whose sessions run `threads` intra-op threads (None = ENCODER_THREADS)."""
+    n = current_threads() if threads is None else threads
+    if n < 1:
+        raise ValueError(f"OCR threads must be >= 1, got {n}")
     with _lock:
-        if _engine is None:
+        engine = _engines.get(n)
+        if engine is None:
             from rapidocr_onnxruntime import RapidOCR
 
             engine = RapidOCR(print_verbose=False, rec_batch_num=REC_BATCH)
             channels, height, _width = engine.text_rec.rec_image_shape  # [3, 48, 320]
             engine.text_rec.rec_image_shape = [channels, height, REC_MIN_WIDTH]  # pad to the batch's widest crop
-            _resize_sessions(engine)
-            _engine = engine
-        return _engine
+            _resize_sessions(engine, n)
+            _engines[n] = engine
+        return engine
 
 
-def _resize_sessions(engine) -> None:
-    """Re-open RapidOCR's three ONNX sessions with encoder.threads.session_options() (ENCODER_THREADS intra-op
+def _resize_sessions(engine, threads: int) -> None:
+    """Re-open RapidOCR's three ONNX sessions with encoder.threads.session_options(threads) (that many intra-op
     threads, one inter-op thread, no spinning): RapidOCR's own options leave ONNX Runtime's default pools."""
     import onnxruntime as ort
     from rapidocr_onnxruntime.main import DEFAULT_CFG_PATH
@@ -74,7 +83,7 @@ def _resize_sessions(engine) -> None:
 
     paths = update_model_path(read_yaml(DEFAULT_CFG_PATH))
     for part, section in ((engine.text_det.infer, "Det"), (engine.text_cls.infer, "Cls"), (engine.text_rec.session, "Rec")):
-        part.session = ort.InferenceSession(paths[section]["model_path"], sess_options=session_options(),
+        part.session = ort.InferenceSession(paths[section]["model_path"], sess_options=session_options(threads),
                                             providers=["CPUExecutionProvider"])
 
 
@@ -121,16 +130,17 @@ def _area(box: np.ndarray) -> float:
     return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
 
 
-def read_texts(images: list[Image.Image]) -> OcrRun:
+def read_texts(images: list[Image.Image], *, threads: int | None = None) -> OcrRun:
     """OCR all images of a note: detector per image, then one batched recognition of every found box.
 
-    Returns an OcrRun (texts with confidence >= MIN_CONFIDENCE and >= MIN_CHARS characters). Source:
-    RapidOCR (PaddleOCR PP-OCRv4 det + mobile cls + PP-OCRv4 rec).
+    threads: ONNX intra-op threads (None = ENCODER_THREADS; the texts do not depend on it). Returns an OcrRun
+    (texts with confidence >= MIN_CONFIDENCE and >= MIN_CHARS characters). Source: RapidOCR (PaddleOCR
+    PP-OCRv4 det + mobile cls + PP-OCRv4 rec).
     """
     run = OcrRun()
     if not images:
         return run
-    engine = _get_engine()
+    engine = _get_engine(threads)
     found: list[tuple[np.ndarray, np.ndarray]] = []  # (image, box) in reading order, image by image
     for image in images:
         img = _bgr(image)
@@ -160,6 +170,6 @@ def ocr_image(image: Image.Image) -> list[str]:
     return read_texts([image]).texts
 
 
-def ocr_images(images: list[Image.Image]) -> list[str]:
+def ocr_images(images: list[Image.Image], *, threads: int | None = None) -> list[str]:
     """OCR strings of all images of a note, in image order (duplicates removed); see read_texts."""
-    return read_texts(images).texts
+    return read_texts(images, threads=threads).texts

