@@ -7,8 +7,15 @@ from its image/crop evidence, best first, are matched with SIFT + RANSAC. The pa
 evidence entry; the match's local_score becomes max(local_score, best inlier score) and its score is
 recomputed. Verification only raises scores: a pair that does not verify keeps its cosine evidence.
 When the best match is already a duplicate, only it (for its boxes) and the candidates that a perfect
-inlier score could lift above it are verified; the query's mirrored features are computed only for a pair
-whose plain query does not verify (a check costs ~50 ms of CPU per SIFT image and ~12 ms per pair matched).
+inlier score could lift above it are verified; the mirrored query is matched only for a pair whose plain query
+does not verify (a check costs ~50 ms of CPU per SIFT image and ~12 ms per pair matched).
+
+Where the wall time goes (docs/verification.md): the query's SIFT runs in worker threads (`worker_pool`,
+ENCODER_THREADS of them) from the moment its images are decoded, beside OCR and the encoder
+(`ImageSource.prefetch`, called by Library.check); the mirrored query's features are derived from the plain
+ones (app.geometric_verification.mirrored, no second SIFT pass); the candidates' images are decoded and
+SIFTed side by side, then every pair is matched side by side (OpenCV releases the GIL). Results are applied in
+the sequential order, so they do not depend on the thread count.
 
 Calibration (benchmarks/bench_notes.py, the top-5 candidates of 400 queries, 2,000 pairs): unrelated photos
 have a median of 8 inliers (score 0 below 15); an edited copy a median of 140-330. But a different shot
