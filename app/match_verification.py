@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
 _POOL_LOCK = threading.Lock()
 
 
@@ -58,11 +59,11 @@ def worker_pool() -> ThreadPoolExecutor:
     """The verification threads: ENCODER_THREADS workers (encoder.threads.current_threads()), made on first use
     and again when that count changes. OpenCV's SIFT, matcher and RANSAC release the GIL, so the workers run
     side by side; each runs OpenCV single-threaded (cv2.setNumThreads(1), the pool is the parallelism)."""
-    global _POOL
+    global _POOL, _POOL_SIZE
     n = current_threads()
     with _POOL_LOCK:
-        if _POOL is None or _POOL._max_workers != n:
-            old, _POOL = _POOL, ThreadPoolExecutor(max_workers=n, thread_name_prefix="verify")
+        if _POOL is None or _POOL_SIZE != n:
+            old, _POOL, _POOL_SIZE = _POOL, ThreadPoolExecutor(max_workers=n, thread_name_prefix="verify"), n
             cv2.setNumThreads(1)
             if old is not None:
                 old.shutdown(wait=False)
