@@ -230,12 +230,18 @@ class Library:
         images cannot be read.
         """
         t0 = time.perf_counter()
-        p = prepare_note(note, ocr_enabled=self.settings.ocr_enabled)
+        images = self._image_source([])
+
+        def decoded(pixels: list) -> None:  # the query's SIFT features in worker threads during OCR and encoding
+            images.query = pixels
+            if self.audit_config.verify_candidates > 0 and self.audit_config.verify_pairs > 0:
+                images.prefetch()
+
+        p = prepare_note(note, ocr_enabled=self.settings.ocr_enabled, decoded=decoded)
         t_encode = time.perf_counter()
         encoded = self.encoder.encode([p.inputs])[0]
         timings = {"prepare": p.prepare_ms, "ocr": p.ocr_ms, "encode": (time.perf_counter() - t_encode) * 1e3}
-        return self._audit(encoded, p.pdq, limit=limit, save=save, started=t0, timings=timings,
-                           query_images=p.inputs.images)
+        return self._audit(encoded, p.pdq, limit=limit, save=save, started=t0, timings=timings, images=images)
 
     def check_stored(self, note_id: str, *, limit: int = 10, save: bool = True) -> AuditReport:
         """Audit a stored note against the rest of the library from its stored vectors (no re-encoding;
@@ -253,15 +259,18 @@ class Library:
         encoded = EncodedNote(note_id, stored.global_vector, locals_, stored.payload["model_version"])
         return self._audit(encoded, [e.pdq for e in images], limit=limit, save=save, started=t0,
                            timings={"prepare": (time.perf_counter() - t0) * 1e3, "ocr": 0.0, "encode": 0.0},
-                           query_images=note_image_paths(self.settings, note_id, stored.payload))
+                           images=self._image_source(note_image_paths(self.settings, note_id, stored.payload)))
+
+    def _image_source(self, query_images: Sequence) -> ImageSource:
+        """Pixels for geometric verification: the query's images, library notes' image files from the store."""
+        return ImageSource(query_images, lambda note_id, payload: note_image_paths(self.settings, note_id, payload))
 
     def _audit(self, encoded: EncodedNote, pdq: list, *, limit: int, save: bool, started: float,
-               timings: dict[str, float], query_images: Sequence = ()) -> AuditReport:
+               timings: dict[str, float], images: ImageSource) -> AuditReport:
         # Thresholds in force: an admin's latest change (audit log), else the settings.
         t = moderation.current_thresholds(self.sessions, self.settings)
         config = dataclasses.replace(self.audit_config, duplicate_threshold=t.duplicate,
                                      infringement_threshold=t.infringement)
-        images = ImageSource(query_images, lambda note_id, payload: note_image_paths(self.settings, note_id, payload))
         report = check(encoded, pdq, self.store, config, limit=limit, visible=self.indexed_ids, images=images)
         report.timings_ms = {**timings, **report.timings_ms, "total": (time.perf_counter() - started) * 1e3}
         if save:

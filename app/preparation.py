@@ -9,7 +9,9 @@ from __future__ import annotations
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
+
+from PIL import Image
 
 from app.image_hashes import PdqHash, pdq_hash
 from app.notes import Note
@@ -34,16 +36,21 @@ class PreparedNote:
     prepare_ms: float = 0.0  # wall ms of decoding, PDQ hashing and content hashing (OCR excluded)
 
 
-def prepare_note(note: Note, *, ocr_enabled: bool, ocr_threads: int | None = None) -> PreparedNote:
+def prepare_note(note: Note, *, ocr_enabled: bool, ocr_threads: int | None = None,
+                 decoded: Callable[[list[Image.Image]], None] | None = None) -> PreparedNote:
     """Decode and check every image, run OCR if enabled and the note has no OCR texts, hash images.
 
     ocr_threads: ONNX intra-op threads of the OCR (None = ENCODER_THREADS; app.ocr.read_texts).
+    decoded: called with the decoded RGB images as soon as they are all read, before OCR and hashing (Library.check
+    starts the geometric verification's SIFT of the query there, in worker threads).
 
     Raises encoder.types.InputError naming the note and the image (e.g. `images[1]`) that is missing,
     corrupt, truncated, too large, a decompression bomb or not an image at all.
     """
     t0 = time.perf_counter()
     images = [load_image(path, note_id=note.note_id, field=f"images[{i}]") for i, path in enumerate(note.images)]
+    if decoded is not None:
+        decoded(images)
     ocr_s = 0.0
     if note.ocr_texts is not None:
         ocr = list(note.ocr_texts)

@@ -15,7 +15,7 @@ edited by training/edits.py (random edit), with the title and body of another re
 runs in its own interpreter (OpenMP pools are sized once per process) on a fresh embedded library
 (Library.open: local Qdrant, SQLite) of the same notes; ingest = Library.index in batches of 8, check =
 Library.check (report saved). The table gives notes/s, check p50/p95 (AuditReport.timings_ms["total"]) and
-the mean split of a check (ms). Targets (issue 13, 2 cores): check <= 1 s with OCR on, <= 300 ms with OCR
+the mean split of a check (ms; verify = geometric verification, app/match_verification.py). Targets (issue 13, 2 cores): check <= 1 s with OCR on, <= 300 ms with OCR
 off; ingest >= 5 notes/s with OCR on. The machine may be shared: read the ratios first.
 """
 
@@ -34,7 +34,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / ".." / "shared" / "data"
-SPLIT = ("prepare", "ocr", "encode", "search", "rescore")
+SPLIT = ("prepare", "ocr", "encode", "search", "rescore", "verify")
 CONFIGS = [f"{ocr},{runtime},{threads}" for ocr in ("on", "off") for runtime in ("torch", "onnx") for threads in (1, 2)]
 N_VECTOR_NOTES = 4  # library notes whose vectors --compare checks (OCR off)
 
@@ -111,7 +111,7 @@ def run_one(ocr: bool, runtime: str, threads: int, n_notes: int, n_queries: int,
     return {"ocr": ocr, "runtime": runtime, "threads": threads, "notes_per_s": len(notes) / ingest_s,
             "ingest_cpu_ms": ingest_cpu / len(notes) * 1e3, "check_cpu_ms": float(np.median(check_cpu)) * 1e3,
             "p50": float(np.percentile(totals, 50)), "p95": float(np.percentile(totals, 95)),
-            "split": {k: float(np.mean([r.timings_ms[k] for r in reports])) for k in SPLIT},
+            "split": {k: float(np.mean([r.timings_ms.get(k, 0.0) for r in reports])) for k in SPLIT},
             "found": float(np.mean([bool(r.matches) and r.matches[0].note_id == f"n{(j * 7) % n_notes}"
                                     for j, r in enumerate(reports)]))}
 
@@ -265,8 +265,8 @@ def main() -> None:
           f"{os.cpu_count()} cores" + (f"; before = {args.compare}, after = the working tree" if args.compare else ""))
     print()
     print("| code | OCR | tower | threads | ingest notes/s | ingest CPU ms/note | check p50 ms | check p95 ms | "
-          "check CPU ms | prepare | ocr | encode | search | rescore | copy found @1 | load avg |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "check CPU ms | prepare | ocr | encode | search | rescore | verify | copy found @1 | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         s = r["split"]
         print(f"| {r['code']} | {'on' if r['ocr'] else 'off'} | {r['runtime']} | {r['threads']} | {r['notes_per_s']:.2f} | "

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.geometric_verification import MIN_INLIERS, verify
+from app.geometric_verification import MIN_INLIERS, MIRROR_PERMUTATION, local_features, match, mirrored, verify
 from tests.training.sft_support import SHARED_DATA, real_photos
 
 
@@ -62,3 +62,43 @@ def test_blank_and_tiny_images_give_no_match_and_bad_input_is_named():
         verify(np.zeros((10, 10, 3)), real_photos()[0])
     with pytest.raises(ValueError, match="empty"):
         verify(Image.new("RGB", (0, 5)), real_photos()[0])
+
+
+def _grocery_photos(n: int) -> list[Image.Image]:
+    folder = SHARED_DATA / "grocery" / "dataset" / "val" / "Packages"
+    return [Image.open(p).convert("RGB") for p in sorted(folder.rglob("*.jpg"))[::40][:n]]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "grocery" / "dataset" / "val").is_dir(),
+                    reason=f"real data not found at {SHARED_DATA} (grocery/dataset/val)")
+def test_mirrored_features_derived_from_the_plain_ones_match_real_sift_on_the_flipped_photo():
+    """The derived descriptors of the keypoints real SIFT finds again on the flipped pixels are (mostly) the real
+    ones, and a flipped, cropped, shrunk copy verifies with the inliers that a second SIFT pass would give."""
+    photos = list(real_photos()[:4]) + _grocery_photos(4)
+    ratios = []
+    for photo in photos:
+        plain, real = local_features(photo), local_features(photo, mirror=True)
+        derived = mirrored(plain)
+        assert derived.descriptors.shape == plain.descriptors.shape and derived.size == plain.size
+        assert np.array_equal(derived.keypoints, plain.keypoints)  # positions stay in the un-mirrored image
+        px = np.float32(plain.size)
+        dist = np.linalg.norm(real.keypoints[:, None] * px - plain.keypoints[None] * px, axis=2)  # (R, P) px
+        same = dist.min(axis=1) < 1.0  # real mirrored keypoints found again by the plain pass (~0.5 px apart)
+        diff = np.array([np.min(np.linalg.norm(derived.descriptors[dist[r] < 1.0] - real.descriptors[r], axis=1))
+                         / max(np.linalg.norm(real.descriptors[r]), 1.0) for r in np.flatnonzero(same)])
+        assert same.mean() > 0.85 and np.median(diff) < 0.1, (same.mean(), np.median(diff))  # a wrong permutation: ~1
+
+        w, h = photo.size
+        copy = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).crop((w // 8, h // 10, w, h * 9 // 10))
+        copy = copy.resize((int(copy.width * 0.7), int(copy.height * 0.7)))
+        q = local_features(copy)
+        by_real = match(local_features(copy, mirror=True), plain, mirrored=True)
+        by_derived = match(mirrored(q), plain, mirrored=True)
+        assert by_derived.mirrored and by_real.inliers >= 30
+        ratios.append(by_derived.inliers / by_real.inliers)
+    assert min(ratios) > 0.85 and 0.95 < float(np.median(ratios)) < 1.05, ratios
+
+
+def test_the_mirror_permutation_is_an_involution_over_all_128_bins():
+    assert sorted(MIRROR_PERMUTATION.tolist()) == list(range(128))
+    assert np.array_equal(MIRROR_PERMUTATION[MIRROR_PERMUTATION], np.arange(128))  # mirroring twice is the identity

@@ -13,9 +13,12 @@ import skimage.data
 from PIL import Image
 
 from app.audit import AuditReport
+from app.geometric_verification import local_features, mirrored
 from app.library import Library
+from app.match_verification import ImageSource
 from app.notes import Note
 from app.settings import Settings
+from encoder.images import load_image
 from tests.app.test_library import PHOTOS, REVIEWS, _save
 
 
@@ -112,3 +115,21 @@ def test_a_duplicate_verifies_only_itself_and_what_could_outrank_it(indexed):
     others = [m for m in report.matches[1:] if m.local_score > 0]
     assert others, "no other image candidate to skip"
     assert all(e.inliers is None for m in others for e in m.evidence)
+
+
+def test_features_computed_in_the_workers_are_those_computed_in_place(tmp_path):
+    """prefetch / load (worker threads, side by side) give the same features as computing each image in the
+    caller's thread; the mirrored query is the derived one; a missing candidate image is None."""
+    photos = [Image.fromarray(skimage.data.coffee()), Image.fromarray(skimage.data.astronaut())]
+    paths = [_save(p, tmp_path / f"p{i}.jpg") for i, p in enumerate(photos)]
+    source = ImageSource(photos, lambda note_id, payload: paths)
+    source.prefetch()
+    source.load([0, 1], [("n", {}, 0), ("n", {}, 1), ("n", {}, 5)])
+    assert source.memo[("n", 5)] is None  # the note has no image 5
+    for i, photo in enumerate(photos):
+        direct = local_features(photo)
+        assert np.array_equal(source.query_features(i).descriptors, direct.descriptors)
+        assert np.array_equal(source.query_features(i, mirrored=True).descriptors, mirrored(direct).descriptors)
+        stored = local_features(load_image(paths[i]))
+        assert np.array_equal(source.candidate_features("n", {}, i).keypoints, stored.keypoints)
+        assert np.array_equal(source.candidate_features("n", {}, i).descriptors, stored.descriptors)
