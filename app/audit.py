@@ -366,7 +366,8 @@ def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: VectorStore, c
         queries = np.stack([e.vector for e in encoded.locals]).astype(np.float32)  # (Q, D)
         k = config.text.semantic_background_k
         limit = max(config.element_candidates, k, config.background_hits)
-        for q, hits in zip(encoded.locals, store.search_elements(queries, limit, exclude_note_id=exclude)):
+        rows = store.search_elements(queries, limit, exclude_note_id=exclude, details=False)  # note, kind, score
+        for q, hits in zip(encoded.locals, rows):
             for hit in hits[:config.element_candidates]:
                 found(hit.note_id, ELEMENT_STAGE)
             if q.kind in TEXT_KINDS:

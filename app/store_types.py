@@ -110,9 +110,15 @@ class GlobalHit:
     payload: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
+# What a light element hit carries (search_elements(details=False)): the rest of ElementHit is None
+HIT_FIELDS = ("note_id", "kind", "index")
+PDQ_HIT_FIELDS = ("note_id", "index", "image_index", "pdq_quality")  # the payload a PdqHit is built from
+
+
 @dataclass(frozen=True)
 class ElementHit:
-    """A stored local element found by a query element. score: cosine of the full local vectors."""
+    """A stored local element found by a query element. score: cosine of the full local vectors.
+    image_index, box, text and pdq are None in a light hit (search_elements(..., details=False))."""
 
     note_id: str
     kind: ElementKind
@@ -200,6 +206,12 @@ def _uuid5(name: str) -> str:
 def note_point_id(note_id: str) -> str:
     """Deterministic point id of a note (uuid5)."""
     return _uuid5(note_id)
+
+
+def pack_point_id(note_id: str) -> str:
+    """Deterministic point id of the packed copy of a note's vectors (Edge; uuid5 of f"{note_id}/pack", a
+    name no element has: theirs are f"{note_id}/{kind}/{index}")."""
+    return _uuid5(f"{note_id}/pack")
 
 
 def element_point_id(note_id: str, kind: ElementKind | str, index: int) -> str:
