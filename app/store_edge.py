@@ -543,11 +543,14 @@ class EdgeStore:
             return {}
         records = shard.retrieve([note_point_id(n) for n in ids] + [pack_point_id(n) for n in ids],
                                  with_payload=_light(), with_vector=False)
-        notes = {r.payload["note_id"]: r.payload for r in records if r.payload.get(RECORD) == NOTE}
-        packs = {r.payload["note_id"]: r.payload.get(PACK_KEY) for r in records if r.payload.get(RECORD) == PACK}
+        notes: dict[str, dict[str, Any]] = {}
+        packs: dict[str, dict[str, Any] | None] = {}
+        for r in records:
+            payload = r.payload  # built anew at every access: read once
+            (notes if payload.get(RECORD) == NOTE else packs)[payload["note_id"]] = payload
         out: dict[str, NoteVectors] = {}
         for note_id, payload in notes.items():
-            packed = packs.get(note_id)
+            packed = (packs.get(note_id) or {}).get(PACK_KEY)
             vectors = None if packed is None else _unpack(payload, packed, dim)
             if vectors is not None:
                 out[note_id] = vectors
