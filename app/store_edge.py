@@ -8,7 +8,8 @@ aliases, so the folder holds (docs/architecture.md):
                                     atomically (os.replace) by `switch_alias`
     QDRANT_PATH/shards/<version>/   one Edge shard per model version, holding the note points AND the element
                                     points of that version (the note's vectors `global_*`, an element's
-                                    `local_*` and `pdq`; payload `_record` = "note" | "element")
+                                    `local_*` and `pdq`; payload `_record` = "note" | "element"), and one
+                                    vector-less "pack" point per note (PACK below)
     QDRANT_PATH/.uninote-edge.lock  fcntl lock: one process per folder (several need a Qdrant server)
 
 Notes and elements share a shard so that a note and all its elements are ONE upsert operation, one WAL
@@ -23,7 +24,9 @@ payload-indexed filters, all query elements of a note in one `query_batch`. Edge
 (`EdgeShard.optimize`), so the store optimises once `StoreConfig.optimize_points` points are unindexed.
 Only the prefix vectors have an HNSW graph and live in RAM; the full-dim vectors, which only re-score the
 prefetched candidates, are memory-mapped from disk without a graph (`_edge_config`). The candidates' vectors
-for the exact re-score of `check` are read from the engine (`note_vectors`: two batch retrieves).
+for the exact re-score of `check` are read from each note's PACK point, a vector-less copy written in the
+note's upsert (`note_vectors`: one batch retrieve; Edge's binding would make ~E x D Python floats a note);
+`check`'s element searches read only the payload fields a hit ranks by (`search_elements(details=False)`).
 """
 
 from __future__ import annotations
