@@ -375,9 +375,11 @@ def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: VectorStore, c
                 backgrounds.append(text_hits[k - 1] if len(text_hits) >= k else float("nan"))
             else:
                 image_backgrounds[(q.kind, q.index)] = _note_background(hits, config.background_k)
-    for h in pdq:
-        if h is not None and h.quality >= config.pdq_min_quality:
-            for hit in store.search_pdq(h, config.pdq_max_distance, config.pdq_candidates, exclude_note_id=exclude):
+    good_hashes = [h for h in pdq if h is not None and h.quality >= config.pdq_min_quality]
+    if good_hashes:  # one batch query for all of them
+        for hits in store.search_pdq_batch(good_hashes, config.pdq_max_distance, config.pdq_candidates,
+                                           exclude_note_id=exclude):
+            for hit in hits:
                 if hit.quality >= config.pdq_min_quality:
                     found(hit.note_id, PDQ_STAGE)
 

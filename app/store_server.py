@@ -437,10 +437,18 @@ class QdrantStore:
 
         Quality is reported, not filtered: the caller applies `pdq_min_quality` to both sides.
         """
-        arr = pdq_bits(bits, max_distance)
-        res = self.client.query_points(
-            ELEMENTS, query=arr.astype(np.float32).tolist(), using=PDQ_VECTOR, limit=limit,
-            query_filter=_search_filter(exclude_note_id), score_threshold=max_distance + 0.5,
-            with_payload=list(PDQ_HIT_FIELDS), search_params=self._params(),
-        )
-        return pdq_hits([(p.score, p.payload or {}) for p in res.points], max_distance)
+        return self.search_pdq_batch([bits], max_distance, limit, exclude_note_id)[0]
+
+    def search_pdq_batch(self, hashes: Sequence[PdqHash | np.ndarray], max_distance: int = 31, limit: int = 10,
+                         exclude_note_id: str | None = None) -> list[list[PdqHit]]:
+        """search_pdq for several hashes in one call (query_batch_points). Returns one list of PdqHit per hash,
+        in order; no hashes returns []."""
+        arrays = [pdq_bits(bits, max_distance) for bits in hashes]
+        check_limit("limit", limit)
+        if not arrays:
+            return []
+        requests = [models.QueryRequest(query=arr.astype(np.float32).tolist(), using=PDQ_VECTOR, limit=limit,
+                                        filter=_search_filter(exclude_note_id), score_threshold=max_distance + 0.5,
+                                        with_payload=list(PDQ_HIT_FIELDS), params=self._params()) for arr in arrays]
+        responses = self.client.query_batch_points(ELEMENTS, requests=requests)
+        return [pdq_hits([(p.score, p.payload or {}) for p in res.points], max_distance) for res in responses]

@@ -148,6 +148,11 @@ def test_pdq_search_is_identical(engines):
         assert rows(a) == rows(client.search_pdq(photo, 31, limit=50)) and a and all(h.distance == 0 for h in a)
         assert rows(edge.search_pdq(photo, 31, 50, exclude_note_id="n000")) == \
             rows(client.search_pdq(photo, 31, 50, exclude_note_id="n000"))
+    batch = edge.search_pdq_batch(PHOTOS, 31, 50, exclude_note_id="n000")
+    want = client.search_pdq_batch(PHOTOS, 31, 50, exclude_note_id="n000")
+    assert [rows(r) for r in batch] == [rows(r) for r in want]
+    assert [rows(r) for r in batch] == [rows(edge.search_pdq(p, 31, 50, exclude_note_id="n000")) for p in PHOTOS]
+    assert edge.search_pdq_batch([], 31) == client.search_pdq_batch([], 31) == []
 
 
 def test_writes_agree(engines):
