@@ -56,8 +56,9 @@ def test_only_head_weights_are_saved(tmp_path):
 
 
 def test_shipped_checkpoint_has_the_default_config():
-    """Its weights are trained (tests/training/test_shipped_checkpoint.py); its layout is the default one."""
-    assert load_checkpoint(DEFAULT_CHECKPOINT).config == CompactConfig(seed=0)
+    """Its weights are trained (tests/training/test_shipped_checkpoint.py); its layout is the default one, with
+    text elements from the isometry of its text head (tests/encoder/test_text_locals.py)."""
+    assert load_checkpoint(DEFAULT_CHECKPOINT).config == CompactConfig(seed=0, text_locals="isometry")
 
 
 def _copy(tmp_path):
@@ -104,6 +105,6 @@ def test_bad_config(tmp_path):
 
 def test_weights_that_do_not_match_the_config(tmp_path):
     folder = _copy(tmp_path)
-    CompactConfig(head_hidden=128).to_json(folder / "config.json")
+    CompactConfig(head_hidden=128, text_locals="isometry").to_json(folder / "config.json")
     with pytest.raises(CheckpointError, match="has shape"):
         load_checkpoint(folder)
