@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import cv2
 from PIL import Image
 
 from app.geometric_verification import LocalFeatures, Verification, local_features, match
@@ -58,13 +57,14 @@ _POOL_LOCK = threading.Lock()
 def worker_pool() -> ThreadPoolExecutor:
     """The verification threads: ENCODER_THREADS workers (encoder.threads.current_threads()), made on first use
     and again when that count changes. OpenCV's SIFT, matcher and RANSAC release the GIL, so the workers run
-    side by side; each runs OpenCV single-threaded (cv2.setNumThreads(1), the pool is the parallelism)."""
+    side by side. OpenCV keeps its own thread count: cv2.setNumThreads is process-wide and, where OpenCV and
+    torch share an OpenMP runtime, it changes torch's thread count too (and so the last float bits of the
+    encoder's vectors, which must not depend on whether a check ran before)."""
     global _POOL, _POOL_SIZE
     n = current_threads()
     with _POOL_LOCK:
         if _POOL is None or _POOL_SIZE != n:
             old, _POOL, _POOL_SIZE = _POOL, ThreadPoolExecutor(max_workers=n, thread_name_prefix="verify"), n
-            cv2.setNumThreads(1)
             if old is not None:
                 old.shutdown(wait=False)
         return _POOL
