@@ -366,7 +366,8 @@ def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: VectorStore, c
         queries = np.stack([e.vector for e in encoded.locals]).astype(np.float32)  # (Q, D)
         k = config.text.semantic_background_k
         limit = max(config.element_candidates, k, config.background_hits)
-        for q, hits in zip(encoded.locals, store.search_elements(queries, limit, exclude_note_id=exclude)):
+        rows = store.search_elements(queries, limit, exclude_note_id=exclude, details=False)  # note, kind, score
+        for q, hits in zip(encoded.locals, rows):
             for hit in hits[:config.element_candidates]:
                 found(hit.note_id, ELEMENT_STAGE)
             if q.kind in TEXT_KINDS:
@@ -374,9 +375,11 @@ def check(encoded: EncodedNote, pdq: list[PdqHash | None], store: VectorStore, c
                 backgrounds.append(text_hits[k - 1] if len(text_hits) >= k else float("nan"))
             else:
                 image_backgrounds[(q.kind, q.index)] = _note_background(hits, config.background_k)
-    for h in pdq:
-        if h is not None and h.quality >= config.pdq_min_quality:
-            for hit in store.search_pdq(h, config.pdq_max_distance, config.pdq_candidates, exclude_note_id=exclude):
+    good_hashes = [h for h in pdq if h is not None and h.quality >= config.pdq_min_quality]
+    if good_hashes:  # one batch query for all of them
+        for hits in store.search_pdq_batch(good_hashes, config.pdq_max_distance, config.pdq_candidates,
+                                           exclude_note_id=exclude):
+            for hit in hits:
                 if hit.quality >= config.pdq_min_quality:
                     found(hit.note_id, PDQ_STAGE)
 

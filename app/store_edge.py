@@ -8,7 +8,8 @@ aliases, so the folder holds (docs/architecture.md):
                                     atomically (os.replace) by `switch_alias`
     QDRANT_PATH/shards/<version>/   one Edge shard per model version, holding the note points AND the element
                                     points of that version (the note's vectors `global_*`, an element's
-                                    `local_*` and `pdq`; payload `_record` = "note" | "element")
+                                    `local_*` and `pdq`; payload `_record` = "note" | "element"), and one
+                                    vector-less "pack" point per note (PACK below)
     QDRANT_PATH/.uninote-edge.lock  fcntl lock: one process per folder (several need a Qdrant server)
 
 Notes and elements share a shard so that a note and all its elements are ONE upsert operation, one WAL
@@ -23,11 +24,14 @@ payload-indexed filters, all query elements of a note in one `query_batch`. Edge
 (`EdgeShard.optimize`), so the store optimises once `StoreConfig.optimize_points` points are unindexed.
 Only the prefix vectors have an HNSW graph and live in RAM; the full-dim vectors, which only re-score the
 prefetched candidates, are memory-mapped from disk without a graph (`_edge_config`). The candidates' vectors
-for the exact re-score of `check` are read from the engine (`note_vectors`: two batch retrieves).
+for the exact re-score of `check` are read from each note's PACK point, a vector-less copy written in the
+note's upsert (`note_vectors`: one batch retrieve; Edge's binding would make ~E x D Python floats a note);
+`check`'s element searches read only the payload fields a hit ranks by (`search_elements(details=False)`).
 """
 
 from __future__ import annotations
 
+import base64
 import errno
 import fcntl
 import json
@@ -43,12 +47,11 @@ import qdrant_edge as qe
 
 from app.image_hashes import PDQ_BITS, PdqHash
 from app.settings import Settings
-from app.store_types import (PDQ_VECTOR, CollectionsMissingError, ElementHit, GlobalHit, NoteVectors, PayloadError,
-                             PdqHit, PointWrite, StoreConfig, StoredElement, StoredNote, StoreLockedError,
-                             StoreOpenError, StoreWriteError, check_limit, check_vectors, element_hit, element_ids_of,
-                             note_point_id,
-                             note_points, pdq_bits, pdq_hits, physical_name, prefix_and_full, stage_name,
-                             stored_element)
+from app.store_types import (HIT_FIELDS, PDQ_HIT_FIELDS, PDQ_VECTOR, CollectionsMissingError, ElementHit, GlobalHit,
+                             NoteVectors, PayloadError, PdqHit, PointWrite, StoreConfig, StoredElement, StoredNote,
+                             StoreLockedError, StoreOpenError, StoreWriteError, check_limit, check_vectors,
+                             element_hit, element_ids_of, note_point_id, note_points, pack_point_id, pdq_bits,
+                             pdq_hits, physical_name, prefix_and_full, stage_name, stored_element)
 from encoder.types import EncodedNote, matryoshka_prefix
 
 FORMAT = "uninote-edge/1"
@@ -62,6 +65,12 @@ RECORD = "_record"  # payload key: "note" or "element"
 PACKED_VECTORS, PACKED_ELEMENTS = "_vectors", "_elements"
 HIDDEN = (RECORD, PACKED_VECTORS, PACKED_ELEMENTS)
 NOTE, ELEMENT, STALE = "note", "element", "stale"  # STALE: a dropped element, emptied in the note's upsert
+# PACK: a note's packed copy, one vector-less point (pack_point_id) written in the note's upsert; payload
+# {"note_id", PACK_KEY: {"dim": D, "f32": base64 of the little-endian float32 rows (E + 1, D) = the global
+# vector then the elements' in `element_keys` order, "elements": the elements' payloads without note_id}}.
+# `note_vectors` reads it instead of ~E x D Python floats; notes written before it existed have none and
+# are read from the engine's vectors (they gain one when written again).
+PACK, PACK_KEY = "pack", "_pack"
 INDEXED_FIELDS = ("note_id", "kind", RECORD)
 
 
@@ -96,6 +105,39 @@ def _public(payload: dict[str, Any] | None) -> dict[str, Any]:
 def _light() -> qe.PayloadSelector:
     """A note payload without the first layout's packed copies (PACKED_VECTORS, PACKED_ELEMENTS)."""
     return qe.PayloadSelector.Exclude([PACKED_VECTORS, PACKED_ELEMENTS])
+
+
+def _pack(note: PointWrite, elements: Sequence[PointWrite]) -> PointWrite | None:
+    """The PACK point of a note (its full-dim vectors as float32 bytes, its elements' payloads), or None when
+    an element of its `element_keys` is missing from `elements` (then it is read from the engine)."""
+    dims = [int(name.rsplit("_", 1)[1]) for name in note.vectors if name.startswith("global_")]
+    if not dims:
+        return None
+    dim = max(dims)
+    by_key = {f"{e.payload.get('kind')}/{e.payload.get('index')}": e for e in elements}
+    rows, payloads = [note.vectors[f"global_{dim}"]], []
+    for key in note.payload.get("element_keys") or []:
+        element = by_key.get(key)
+        if element is None or f"local_{dim}" not in element.vectors:
+            return None
+        rows.append(element.vectors[f"local_{dim}"])
+        payloads.append({k: v for k, v in element.payload.items() if k not in ("note_id", RECORD)})
+    data = np.asarray(rows, dtype="<f4").tobytes()  # (E + 1, D) float32
+    note_id = note.payload["note_id"]
+    return PointWrite(pack_point_id(note_id), {}, {"note_id": note_id, PACK_KEY: {
+        "dim": dim, "f32": base64.b64encode(data).decode("ascii"), "elements": payloads}})
+
+
+def _unpack(note_payload: dict[str, Any], packed: dict[str, Any], dim: int) -> NoteVectors | None:
+    """NoteVectors from a PACK payload, or None when it holds another dim or does not fit the note."""
+    if packed.get("dim") != dim:
+        return None
+    rows = np.frombuffer(base64.b64decode(packed["f32"]), dtype="<f4").astype(np.float32)  # ((E + 1) * D,)
+    elements = packed.get("elements") or []
+    if rows.shape[0] != (len(elements) + 1) * dim:
+        return None
+    rows = rows.reshape(len(elements) + 1, dim)  # (E + 1, D)
+    return NoteVectors(rows[0], _public(note_payload), [stored_element(p) for p in elements], list(rows[1:]))
 
 
 def _matrix(records: Sequence[Any], name: str, dim: int) -> np.ndarray:
@@ -235,7 +277,8 @@ class EdgeStore:
     @staticmethod
     def _unindexed(shard: qe.EdgeShard) -> int:
         info = shard.info()  # indexed_vectors_count counts vectors: about 2 per point (prefix + full)
-        return max(0, info.points_count - info.indexed_vectors_count // 2)
+        packs = shard.count(qe.CountRequest(exact=True, filter=qe.Filter(must=[_field(RECORD, PACK)])))
+        return max(0, info.points_count - packs - info.indexed_vectors_count // 2)  # a PACK point has no vector
 
     def _write_error(self, err: Exception, doing: str) -> StoreWriteError:
         """The engine's plain Exception as one line naming the folder and the cause."""
@@ -402,12 +445,19 @@ class EdgeStore:
             raise
         self._after_write(encoded.model_version, 1 + len(write.elements))
 
-    def _write(self, shard: qe.EdgeShard, notes: Iterable[PointWrite], record: str,
-               elements: Iterable[PointWrite] = (), tombstones: Iterable[PointWrite] = ()) -> None:
-        """One upsert operation (one WAL record: applied whole or not at all after a crash)."""
+    def _write(self, shard: qe.EdgeShard, notes: Sequence[PointWrite], record: str,
+               elements: Sequence[PointWrite] = (), tombstones: Iterable[PointWrite] = (), pack: bool = True) -> None:
+        """One upsert operation (one WAL record: applied whole or not at all after a crash). One note with
+        `pack`: its PACK point too (when its elements are all there), or the removal of an older one."""
         points = [qe.Point(p.id, p.vectors, p.payload | {RECORD: record}) for p in notes]
         points += [qe.Point(p.id, p.vectors, p.payload | {RECORD: ELEMENT}) for p in elements]
         points += [qe.Point(p.id, p.vectors, p.payload | {RECORD: STALE}) for p in tombstones]
+        if pack and record == NOTE and len(notes) == 1:
+            packed = _pack(notes[0], elements)
+            if packed is None:  # an empty pack is invisible, like a tombstone: note_vectors reads the engine
+                packed = PointWrite(pack_point_id(notes[0].payload["note_id"]), {},
+                                    {"note_id": notes[0].payload["note_id"]})
+            points.append(qe.Point(packed.id, packed.vectors, packed.payload | {RECORD: PACK}))
         if points:
             shard.update(qe.UpdateOperation.upsert_points(points))
 
@@ -483,8 +533,9 @@ class EdgeStore:
         return StoredNote(note_id, _public(found[0].payload), elements)
 
     def note_vectors(self, note_ids: Sequence[str], dim: int) -> dict[str, NoteVectors]:
-        """Full-dim vectors of stored notes (active version) for exact re-scoring, read from the engine in
-        two batch retrieves: the note points (`global_<D>`), then all their elements (`local_<D>`).
+        """Full-dim vectors of stored notes (active version) for exact re-scoring: one batch retrieve of the
+        note points and their PACK points (float32 bytes; module constants); notes without a pack (written
+        before it existed) are read from the engine's vectors (`_engine_vectors`: two more retrieves).
 
         dim: the full dim D. Returns note id -> NoteVectors, elements in the note's `element_keys` order;
         ids not stored are absent.
@@ -493,6 +544,28 @@ class EdgeStore:
         ids = list(dict.fromkeys(note_ids))
         if shard is None or not ids:
             return {}
+        records = shard.retrieve([note_point_id(n) for n in ids] + [pack_point_id(n) for n in ids],
+                                 with_payload=_light(), with_vector=False)
+        notes: dict[str, dict[str, Any]] = {}
+        packs: dict[str, dict[str, Any] | None] = {}
+        for r in records:
+            payload = r.payload  # built anew at every access: read once
+            (notes if payload.get(RECORD) == NOTE else packs)[payload["note_id"]] = payload
+        out: dict[str, NoteVectors] = {}
+        for note_id, payload in notes.items():
+            packed = (packs.get(note_id) or {}).get(PACK_KEY)
+            vectors = None if packed is None else _unpack(payload, packed, dim)
+            if vectors is not None:
+                out[note_id] = vectors
+        missing = [n for n in notes if n not in out]
+        if missing:
+            out |= self._engine_vectors(shard, missing, dim)
+        return out
+
+    @staticmethod
+    def _engine_vectors(shard: qe.EdgeShard, ids: Sequence[str], dim: int) -> dict[str, NoteVectors]:
+        """note_vectors from the engine's vectors: the note points (`global_<D>`), then all their elements
+        (`local_<D>`), two batch retrieves (~E x D Python floats a note: the slow path)."""
         notes = shard.retrieve([note_point_id(n) for n in ids], with_payload=_light(),
                                with_vector=[f"global_{dim}"])
         globals_ = _matrix(notes, f"global_{dim}", dim)  # (N, D)
@@ -548,7 +621,7 @@ class EdgeStore:
         return qe.SearchParams(hnsw_ef=self.config.hnsw_ef, exact=self.config.exact)
 
     def _request(self, kind: str, vector: np.ndarray, limit: int, flt: qe.Filter | None,
-                 use_prefetch: bool) -> qe.QueryRequest:
+                 use_prefetch: bool, details: bool = True) -> qe.QueryRequest:
         """One query: `<kind>_<D>` nearest, over `prefetch_limit` (elements: `element_prefetch_limit`)
         `<kind>_<prefix>` candidates if prefetching."""
         dim = vector.shape[0]
@@ -559,7 +632,10 @@ class EdgeStore:
             prefetches = [qe.Prefetch(limit=max(candidates, limit), filter=flt, params=self._params(),
                                       query=qe.Query.Nearest(matryoshka_prefix(vector, prefix).tolist(),
                                                              using=f"{kind}_{prefix}"))]
-        with_payload = _light() if kind == "global" else True
+        if kind == "global":
+            with_payload: Any = _light()
+        else:
+            with_payload = True if details else qe.PayloadSelector.Include(list(HIT_FIELDS))
         return qe.QueryRequest(limit=limit, query=qe.Query.Nearest(vector.tolist(), using=f"{kind}_{dim}"),
                                prefetches=prefetches, filter=flt, params=self._params(), with_payload=with_payload,
                                with_vector=False)
@@ -586,10 +662,13 @@ class EdgeStore:
                 for p in points]
 
     def search_elements(self, vectors: np.ndarray, limit_per_query: int = 10, exclude_note_id: str | None = None,
-                        use_prefetch: bool | None = None, only: Sequence[str] | None = None) -> list[list[ElementHit]]:
+                        use_prefetch: bool | None = None, only: Sequence[str] | None = None,
+                        details: bool = True) -> list[list[ElementHit]]:
         """For each query element (Q, D) float32, the stored elements nearest it, best first; one batch query
         (`EdgeShard.query_batch`). use_prefetch, exclude_note_id and only as in search_global.
 
+        details: False = light hits (note_id, kind, index, score; the rest None: the engine reads only those
+        payload fields), what `check` ranks by.
         Returns Q lists of ElementHit (score = cosine of the full local vectors). Q = 0 returns [].
         """
         vecs = check_vectors("element query vectors", vectors, 2)  # (Q, D)
@@ -601,20 +680,28 @@ class EdgeStore:
         if shard is None or (only is not None and not only):
             return [[] for _ in range(vecs.shape[0])]
         flt = _search_filter(ELEMENT, exclude_note_id, only)
-        batch = qe.QueryBatchRequest([self._request("local", v, limit_per_query, flt, use_prefetch) for v in vecs])
+        batch = qe.QueryBatchRequest([self._request("local", v, limit_per_query, flt, use_prefetch, details)
+                                      for v in vecs])
         return [[element_hit(p.payload, p.score) for p in points] for points in shard.query_batch(batch)]
 
     def search_pdq(self, bits: PdqHash | np.ndarray, max_distance: int = 31, limit: int = 10,
                    exclude_note_id: str | None = None) -> list[PdqHit]:
         """Stored images whose PDQ hash is within `max_distance` bits of `bits` ((256,) 0/1), nearest first
         (Manhattan distance of 0/1 vectors = Hamming). Quality is reported, not filtered."""
-        arr = pdq_bits(bits, max_distance)
+        return self.search_pdq_batch([bits], max_distance, limit, exclude_note_id)[0]
+
+    def search_pdq_batch(self, hashes: Sequence[PdqHash | np.ndarray], max_distance: int = 31, limit: int = 10,
+                         exclude_note_id: str | None = None) -> list[list[PdqHit]]:
+        """search_pdq for several hashes as one batch query (`EdgeShard.query_batch`: 3 hashes cost about
+        what one does alone). Returns one list of PdqHit per hash, in order; no hashes returns []."""
+        arrays = [pdq_bits(bits, max_distance) for bits in hashes]
         check_limit("limit", limit)
         shard = self._active()
-        if shard is None:
-            return []
-        points = shard.query(qe.QueryRequest(
-            limit=limit, query=qe.Query.Nearest(arr.astype(np.float32).tolist(), using=PDQ_VECTOR),
-            filter=_search_filter(ELEMENT, exclude_note_id, None), score_threshold=max_distance + 0.5,
-            params=self._params(), with_payload=True, with_vector=False))
-        return pdq_hits([(p.score, p.payload) for p in points], max_distance)
+        if shard is None or not arrays:
+            return [[] for _ in arrays]
+        flt = _search_filter(ELEMENT, exclude_note_id, None)
+        batch = qe.QueryBatchRequest([qe.QueryRequest(
+            limit=limit, query=qe.Query.Nearest(arr.astype(np.float32).tolist(), using=PDQ_VECTOR), filter=flt,
+            score_threshold=max_distance + 0.5, params=self._params(),
+            with_payload=qe.PayloadSelector.Include(list(PDQ_HIT_FIELDS)), with_vector=False) for arr in arrays])
+        return [pdq_hits([(p.score, p.payload) for p in points], max_distance) for points in shard.query_batch(batch)]

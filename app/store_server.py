@@ -28,7 +28,8 @@ from qdrant_client import QdrantClient, models
 
 from app.image_hashes import PDQ_BITS, PdqHash
 from app.settings import Settings
-from app.store_types import (ELEMENTS, NOTES, PDQ_VECTOR, CollectionsMissingError, ElementHit, GlobalHit,
+from app.store_types import (ELEMENTS, HIT_FIELDS, NOTES, PDQ_HIT_FIELDS, PDQ_VECTOR, CollectionsMissingError,
+                             ElementHit, GlobalHit,
                              NoteVectors, PayloadError, PdqHit, StoreConfig, StoredElement, StoredNote, StoreLockedError,
                              check_limit, check_vectors, element_hit, element_ids_of, note_point_id, note_points,
                              pdq_bits, pdq_hits, physical_name, prefix_and_full, stage_name, stored_element)
@@ -372,7 +373,7 @@ class QdrantStore:
         return models.SearchParams(exact=self.config.exact, hnsw_ef=self.config.hnsw_ef)
 
     def _request(self, kind: str, vector: np.ndarray, limit: int, flt: models.Filter | None,
-                 use_prefetch: bool) -> models.QueryRequest:
+                 use_prefetch: bool, with_payload: bool | list[str] = True) -> models.QueryRequest:
         dim = vector.shape[0]
         prefetch = None
         if use_prefetch and self.config.prefix_dim < dim:
@@ -385,7 +386,7 @@ class QdrantStore:
                 params=self._params(),
             )
         return models.QueryRequest(prefetch=prefetch, query=vector.tolist(), using=f"{kind}_{dim}",
-                                   filter=flt, limit=limit, with_payload=True, params=self._params())
+                                   filter=flt, limit=limit, with_payload=with_payload, params=self._params())
 
     def search_global(self, vector: np.ndarray, limit: int = 10, exclude_note_id: str | None = None,
                       use_prefetch: bool | None = None, only: Sequence[str] | None = None) -> list[GlobalHit]:
@@ -409,10 +410,12 @@ class QdrantStore:
                 for p in res.points]
 
     def search_elements(self, vectors: np.ndarray, limit_per_query: int = 10, exclude_note_id: str | None = None,
-                        use_prefetch: bool | None = None, only: Sequence[str] | None = None) -> list[list[ElementHit]]:
+                        use_prefetch: bool | None = None, only: Sequence[str] | None = None,
+                        details: bool = True) -> list[list[ElementHit]]:
         """For each query element (Q, D) float32, the stored elements nearest it, best first; one batch call
         (query_batch_points). use_prefetch, exclude_note_id and only as in search_global.
 
+        details: False = light hits (note_id, kind, index, score; the rest None), what `check` ranks by.
         Returns Q lists of ElementHit (score = cosine of the full local vectors). Q = 0 returns [].
         """
         vecs = check_vectors("element query vectors", vectors, 2)  # (Q, D)
@@ -423,7 +426,8 @@ class QdrantStore:
         if only is not None and not only:
             return [[] for _ in range(vecs.shape[0])]
         flt = _search_filter(exclude_note_id, only)
-        requests = [self._request("local", v, limit_per_query, flt, use_prefetch) for v in vecs]
+        with_payload = True if details else list(HIT_FIELDS)
+        requests = [self._request("local", v, limit_per_query, flt, use_prefetch, with_payload) for v in vecs]
         responses = self.client.query_batch_points(ELEMENTS, requests=requests)
         return [[element_hit(p.payload or {}, p.score) for p in res.points] for res in responses]
 
@@ -433,10 +437,18 @@ class QdrantStore:
 
         Quality is reported, not filtered: the caller applies `pdq_min_quality` to both sides.
         """
-        arr = pdq_bits(bits, max_distance)
-        res = self.client.query_points(
-            ELEMENTS, query=arr.astype(np.float32).tolist(), using=PDQ_VECTOR, limit=limit,
-            query_filter=_search_filter(exclude_note_id), score_threshold=max_distance + 0.5, with_payload=True,
-            search_params=self._params(),
-        )
-        return pdq_hits([(p.score, p.payload or {}) for p in res.points], max_distance)
+        return self.search_pdq_batch([bits], max_distance, limit, exclude_note_id)[0]
+
+    def search_pdq_batch(self, hashes: Sequence[PdqHash | np.ndarray], max_distance: int = 31, limit: int = 10,
+                         exclude_note_id: str | None = None) -> list[list[PdqHit]]:
+        """search_pdq for several hashes in one call (query_batch_points). Returns one list of PdqHit per hash,
+        in order; no hashes returns []."""
+        arrays = [pdq_bits(bits, max_distance) for bits in hashes]
+        check_limit("limit", limit)
+        if not arrays:
+            return []
+        requests = [models.QueryRequest(query=arr.astype(np.float32).tolist(), using=PDQ_VECTOR, limit=limit,
+                                        filter=_search_filter(exclude_note_id), score_threshold=max_distance + 0.5,
+                                        with_payload=list(PDQ_HIT_FIELDS), params=self._params()) for arr in arrays]
+        responses = self.client.query_batch_points(ELEMENTS, requests=requests)
+        return [pdq_hits([(p.score, p.payload or {}) for p in res.points], max_distance) for res in responses]

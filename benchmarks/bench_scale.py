@@ -310,7 +310,7 @@ def run_one(args: argparse.Namespace) -> dict:
         cpu.append(timed.cpu * 1000)
         for name, spent in timed.by_call.items():
             parts.setdefault(name, []).append(spent * 1000)
-    for name, key in (("search_global", "global_ms"), ("search_elements", "elements_ms"), ("search_pdq", "pdq_ms"),
+    for name, key in (("search_global", "global_ms"), ("search_elements", "elements_ms"), ("search_pdq_batch", "pdq_ms"),
                       ("note_vectors", "fetch_ms")):
         out[key] = float(np.median(parts.get(name, [0.0])))
     out["rss_mb"] = rss_mb() - base

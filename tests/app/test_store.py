@@ -21,6 +21,8 @@ from app.settings import Settings
 from app.store import (CollectionsMissingError, EdgeStore, QdrantStore, StoreConfig, VectorStore, element_point_id,
                        note_point_id, physical_name)
 from app.store import open_store as open_by_settings
+from app.store_edge import PACK_KEY
+from app.store_types import pack_point_id
 from encoder.types import ElementKind, EncodedNote, LocalVector, matryoshka_prefix
 
 # the remote client checks the server version in the background; there is no server in these tests
@@ -104,6 +106,35 @@ def test_stale_elements_removed_when_note_shrinks(store):
     assert [(e.kind, e.index) for e in stored.elements] == [
         (ElementKind.CROP, 0), (ElementKind.IMAGE, 0), (ElementKind.TITLE, 0)]
     assert store.count_elements() == 3 and stored.payload["n_images"] == 1
+
+
+def test_packed_copy_is_the_engine_vectors_and_goes_with_the_note(store):
+    """note_vectors reads a note's PACK point (float32 bytes): the very vectors and elements the engine holds;
+    it is rewritten with the note, deleted with it, and no count, page or search sees it."""
+    rng = np.random.default_rng(12)
+    h = pdq_hash(Image.fromarray(skimage.data.coffee()))
+    store.upsert_note(make_note("n1", rng, n_images=2), [h], {"title": "one"})
+    store.upsert_note(make_note("n2", rng, n_images=0), [], {})
+    shard = store._active()
+
+    def same_as_engine(note_id: str) -> None:
+        packed, engine = store.note_vectors([note_id], D)[note_id], store._engine_vectors(shard, [note_id], D)[note_id]
+        assert packed.elements == engine.elements and packed.payload == engine.payload
+        np.testing.assert_array_equal(packed.global_vector, engine.global_vector)
+        np.testing.assert_array_equal(packed.element_matrix(), engine.element_matrix())
+    same_as_engine("n1")
+    same_as_engine("n2")
+    assert shard.retrieve([pack_point_id("n1")], with_payload=True, with_vector=False)[0].payload[PACK_KEY]
+    store.upsert_note(make_note("n1", rng, n_images=1, texts=("t",)), [], {"title": "shrunk"})
+    same_as_engine("n1")
+    assert [e.kind for e in store.note_vectors(["n1"], D)["n1"].elements] == [
+        ElementKind.IMAGE, ElementKind.CROP, ElementKind.TITLE]
+    assert store.count_notes() == 2 and store.count_elements() == 3 + 1
+    assert sorted(store.note_ids()[0]) == ["n1", "n2"]
+    assert store._unindexed(shard) <= store.count_notes() + store.count_elements()  # packs have no vector
+    assert store.delete_note("n1") is True
+    assert not shard.retrieve([pack_point_id("n1")], with_payload=False, with_vector=False)
+    assert list(store.note_vectors(["n1", "n2"], D)) == ["n2"]
 
 
 def test_failed_upsert_leaves_no_half_note(store):

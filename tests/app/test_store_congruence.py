@@ -128,6 +128,12 @@ def test_exact_search_is_identical(engines, use_prefetch):
             element_rows(client.search_elements(queries, 6, note.note_id, use_prefetch))
         assert element_rows(edge.search_elements(queries, 4, use_prefetch=use_prefetch, only=only)) == \
             element_rows(client.search_elements(queries, 4, use_prefetch=use_prefetch, only=only))
+        light = edge.search_elements(queries, 6, note.note_id, use_prefetch, details=False)
+        assert element_rows(light) == element_rows(client.search_elements(queries, 6, note.note_id, use_prefetch,
+                                                                          details=False))
+        assert [r[:4] for row in element_rows(light) for r in row] == \
+            [r[:4] for row in element_rows(edge.search_elements(queries, 6, note.note_id, use_prefetch)) for r in row]
+        assert all(h.image_index is h.box is h.text is h.pdq is None for row in light for h in row)
     assert edge.search_global(notes[0].global_vector, 3, only=[]) == client.search_global(
         notes[0].global_vector, 3, only=[]) == []
 
@@ -142,6 +148,11 @@ def test_pdq_search_is_identical(engines):
         assert rows(a) == rows(client.search_pdq(photo, 31, limit=50)) and a and all(h.distance == 0 for h in a)
         assert rows(edge.search_pdq(photo, 31, 50, exclude_note_id="n000")) == \
             rows(client.search_pdq(photo, 31, 50, exclude_note_id="n000"))
+    batch = edge.search_pdq_batch(PHOTOS, 31, 50, exclude_note_id="n000")
+    want = client.search_pdq_batch(PHOTOS, 31, 50, exclude_note_id="n000")
+    assert [rows(r) for r in batch] == [rows(r) for r in want]
+    assert [rows(r) for r in batch] == [rows(edge.search_pdq(p, 31, 50, exclude_note_id="n000")) for p in PHOTOS]
+    assert edge.search_pdq_batch([], 31) == client.search_pdq_batch([], 31) == []
 
 
 def test_writes_agree(engines):

@@ -18,9 +18,9 @@ import qdrant_edge as qe
 
 from app.store import (EdgeStore, QdrantStore, StoreConfig, StoreMigrationNeededError, StoreOpenError,
                        StoreWriteError)
-from app.store_edge import NOTE, PACKED_ELEMENTS, PACKED_VECTORS
+from app.store_edge import NOTE, PACK_KEY, PACKED_ELEMENTS, PACKED_VECTORS
 from app.store_migration import migrate_local_store
-from app.store_types import PointWrite, note_point_id, note_points
+from app.store_types import PointWrite, note_point_id, note_points, pack_point_id
 from encoder.types import ElementKind, EncodedNote, LocalVector
 
 DIMS = (64, 128, 256, 512)
@@ -127,7 +127,8 @@ def write_first_edge_layout(path: Path, notes: list[EncodedNote]) -> None:
                       PACKED_ELEMENTS: [{k: v for k, v in e.payload.items() if k != "note_id"}
                                         for e in write.elements]}
             store._write(store._shards["v1"], [PointWrite(write.note.id, write.note.vectors,
-                                                          write.note.payload | packed)], NOTE, write.elements)
+                                                          write.note.payload | packed)], NOTE, write.elements,
+                         pack=False)
 
 
 def test_a_store_of_the_first_edge_layout_still_reads_and_sheds_its_copies_on_rewrite(tmp_path):
@@ -157,6 +158,37 @@ def test_a_store_of_the_first_edge_layout_still_reads_and_sheds_its_copies_on_re
             raw = old._shards["v1"].retrieve([note_point_id(notes[3].note_id)], with_payload=True, with_vector=False)[0]
             assert PACKED_VECTORS not in raw.payload and raw.payload["title"] == "again"
             assert old.count_elements() == 18 and len(old.get_note("n3").elements) == 3
+
+
+def test_a_store_without_packed_copies_still_reads_and_packs_a_note_on_rewrite(tmp_path):
+    """The second Edge layout (before PACK points): notes read from the engine's vectors, the same answers."""
+    rng = np.random.default_rng(5)
+    notes = [note(f"n{i}", rng, i % 4) for i in range(10)]
+    with EdgeStore(tmp_path / "new") as new, EdgeStore(tmp_path / "old") as old:
+        for store in (new, old):
+            store.ensure_collections("v1", DIMS)
+        for nt in notes:
+            new.upsert_note(nt, [], {"title": f"t{nt.note_id}"})
+            write = note_points(nt, [], {"title": f"t{nt.note_id}"}, DIMS[0])
+            old._write(old._shards["v1"], [write.note], NOTE, write.elements, pack=False)
+        ids = [nt.note_id for nt in notes] + ["missing"]
+        shard = old._shards["v1"]
+        assert not shard.retrieve([pack_point_id(n) for n in ids], with_payload=False, with_vector=False)
+        va, vb = old.note_vectors(ids, D), new.note_vectors(ids, D)
+        assert sorted(va) == sorted(vb) == sorted(ids[:-1])
+        for nid in ids[:-1]:
+            assert va[nid].elements == vb[nid].elements and without_time(va[nid].payload) == without_time(
+                vb[nid].payload)
+            np.testing.assert_array_equal(va[nid].element_matrix(), vb[nid].element_matrix())
+            np.testing.assert_array_equal(va[nid].global_vector, vb[nid].global_vector)
+        old.upsert_note(notes[3], [], {"title": "again"})  # written again: it gains its pack
+        assert shard.retrieve([pack_point_id("n3")], with_payload=True, with_vector=False)[0].payload[PACK_KEY]
+        assert old.note_vectors(["n3"], D)["n3"].payload["title"] == "again"
+        assert (old.count_notes(), old.count_elements()) == (new.count_notes(), new.count_elements())
+
+
+def without_time(payload: dict) -> dict:
+    return {k: v for k, v in payload.items() if k != "indexed_at"}
 
 
 @pytest.mark.parametrize("damage", ["manifest", "shard config", "segment state", "wal"])
