@@ -3,6 +3,7 @@ multi-scale regions and geometric verification, in one run.
 
     .venv/bin/python benchmarks/bench_copy.py [--weights encoder/checkpoints/copy_tower/tower.safetensors]
                                               [--threads 2] [--verify-top 3] [--out results.json]
+                                              [--checkpoint DIR ...]  # a candidate compact checkpoint's row
 
 The set (training/copy_benchmark.py): 500 references (scikit-image photos + held-out grocery products + clothing
 test/), 1,000 queries = 700 edited copies over 16 families + 300 edited distractors; rendered once into a temp
@@ -102,6 +103,8 @@ def main() -> None:
     parser.add_argument("--verify-top", type=int, default=3)
     parser.add_argument("--background", type=int, default=600, help="training photos in the normalisation set")
     parser.add_argument("--baselines-only", action="store_true", help="only the hash / ImageNet / shipped rows")
+    parser.add_argument("--checkpoint", type=Path, action="append", default=[],
+                        help="a compact checkpoint to add as a row (its image vector); repeatable")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -151,6 +154,18 @@ def main() -> None:
 
     d, sp_sh = _cached(cache, "shipped", shipped)
     rows.append(("shipped encoder image vector (compact)", d["q"] @ d["r"].T, sp_sh, 1))
+    for folder in args.checkpoint:
+        from encoder.checkpoint import load_checkpoint
+
+        version = load_checkpoint(folder).model_version
+
+        def candidate(folder=folder):
+            q, speed = shipped_image_vectors(queries, checkpoint=folder)
+            r, _ = shipped_image_vectors(refs, checkpoint=folder)
+            return {"q": q, "r": r}, speed
+
+        d, sp = _cached(cache, f"checkpoint_{version}", candidate)
+        rows.append((f"checkpoint {version} image vector ({folder.name})", d["q"] @ d["r"].T, sp, 1))
     print("shipped done", flush=True)
     if args.baselines_only:
         return _report(rows, truth, families, t_start, args.out)

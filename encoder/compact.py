@@ -102,3 +102,15 @@ class CompactUniNote(nn.Module):
     def forward(self, tokens: torch.Tensor, kinds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Same as fuse (the towers and heads are called through their own methods)."""
         return self.fuse(tokens, kinds, mask)
+
+    def set_trainable(self, parts: Sequence[str]) -> list[nn.Parameter]:
+        """Only the named sub-modules (image_head, text_head, fusion) require grad; returns their parameters.
+        Raises ValueError naming an unknown part."""
+        children = dict(self.named_children())
+        unknown = [p for p in parts if p not in children]
+        if unknown:
+            raise ValueError(f"trainable: unknown model parts {unknown}; the model has {sorted(children)}")
+        self.requires_grad_(False)
+        for p in parts:
+            children[p].requires_grad_(True)
+        return [p for p in self.parameters() if p.requires_grad]

@@ -72,12 +72,14 @@ def region_similarity(q: np.ndarray, r: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def shipped_image_vectors(images: Sequence[Image.Image], batch: int = 16) -> tuple[np.ndarray, float]:
-    """(N, D) whole-image vectors of the shipped compact checkpoint (ImageNet tower + trained image head), img/s."""
+def shipped_image_vectors(images: Sequence[Image.Image], batch: int = 16,
+                          checkpoint: Path | None = None) -> tuple[np.ndarray, float]:
+    """(N, D) whole-image vectors of a compact checkpoint (default: the shipped one; its image tower + trained
+    image head), img/s."""
     from encoder.checkpoint import load_checkpoint
     from encoder.loading import DEFAULT_CHECKPOINT
 
-    model = load_checkpoint(DEFAULT_CHECKPOINT)
+    model = load_checkpoint(checkpoint or DEFAULT_CHECKPOINT)
     out, t0 = [], time.perf_counter()
     for i in range(0, len(images), batch):
         out.append(model.embed_regions(model.region_features(images[i : i + batch]))[:, 0].numpy())

@@ -125,14 +125,7 @@ class CompactPoolEncoder(nn.Module):
 
     def set_trainable(self, parts: Sequence[str]) -> list[nn.Parameter]:
         """parts: names of CompactUniNote sub-modules (image_head, text_head, fusion)."""
-        children = dict(self.model.named_children())
-        unknown = [p for p in parts if p not in children]
-        if unknown:
-            raise ValueError(f"trainable: unknown model parts {unknown}; the model has {sorted(children)}")
-        self.model.requires_grad_(False)
-        for p in parts:
-            children[p].requires_grad_(True)
-        return [p for p in self.model.parameters() if p.requires_grad]
+        return self.model.set_trainable(parts)
 
     def save(self, folder: Path, card: str) -> str:
         """A compact checkpoint (encoder.checkpoint): config.json, heads.safetensors, MODEL_CARD.md."""

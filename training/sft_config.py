@@ -57,6 +57,7 @@ class TrainConfig:
     log_every: int = 20  # steps between log lines
     seed: int = 0  # torch RNG and batch sampling
     num_threads: int = 2  # torch CPU threads
+    trainable: tuple[str, ...] = ("image_head", "text_head", "fusion")  # compact heads that train (the rest stay as --init has them)
 
 
 @dataclass

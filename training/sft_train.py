@@ -86,6 +86,7 @@ def compact_backbone(init: Path | None, corpus: Corpus, cfg: SFTConfig, info: Di
     from training.sft_compact_backbone import CompactSFTBackbone
 
     model = load_checkpoint(init).train() if init else CompactUniNote(CompactConfig())
+    model.set_trainable(cfg.train.trainable)
     cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else None
     if info.world_size > 1 and not info.is_main:
         dist.barrier()  # rank 0 fills the cache first
