@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -86,3 +87,12 @@ def test_gradients_reach_the_heads_from_cached_features(compact_model, real_phot
     (img * txt).sum().backward()
     assert model.image_head.proj.weight.grad is not None and model.text_head.proj.weight.grad is not None
     assert model.image_head.mlp[-1].weight.grad.abs().sum() > 0
+
+
+def test_set_trainable_freezes_every_other_part_and_names_an_unknown_one():
+    model = CompactUniNote()
+    params = model.set_trainable(["text_head", "fusion"])
+    assert {id(p) for p in params} == {id(p) for p in [*model.text_head.parameters(), *model.fusion.parameters()]}
+    assert not any(p.requires_grad for p in model.image_head.parameters())
+    with pytest.raises(ValueError, match="image_tower"):
+        model.set_trainable(["image_tower"])
