@@ -183,7 +183,8 @@ class InProcessEncoder:
 
 def _each_row(head, x: torch.Tensor) -> torch.Tensor:
     """head over each row of x (N, ...) alone, concatenated: (N, ...). A row's result then never depends on
-    the other rows (torch's GEMM blocking changes the last float bits with the row count)."""
+    the other rows (torch's GEMM blocking changes the last float bits with the row count; each row is copied
+    contiguous, since a strided view of a batch takes another kernel path than a fresh tensor)."""
     return torch.cat([head(x[i : i + 1].clone(memory_format=torch.contiguous_format)) for i in range(x.shape[0])])
 
 
