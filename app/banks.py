@@ -12,8 +12,8 @@ check (paper's online matching against a risk library; HMA's per-bank match resu
 3. allow-lists: an allow-bank hit makes the query images it matches (image/crop evidence at/above the
    threshold, or a PDQ hit) "allowed" (the whole note when that one entry explains every query image, or
    the note has no images: a note that pairs a brand image with a stolen one is not allowed as a whole,
-   however close its global vector). A flagged match (risk bank or open library) whose best image evidence is on an allowed image,
-   and whose note score alone would not flag it, is suppressed, with the reason;
+   however close its global vector). A flagged match (risk bank or open library) whose best image evidence
+   is on an allowed image, and whose note score alone would not flag it, is suppressed, with the reason;
 4. the open library: the other matches on library notes (not in an enabled bank, not imported), top `limit`;
 5. the report (saved with save=True) holds the risk-bank hits and the open-library matches, best first.
    With no bank it equals Library.check(note, limit) exactly. `UniNoteClient.check` (in-process) and
@@ -210,7 +210,7 @@ def group_matches(matches: Sequence[Match], members: Mapping[str, list[tuple[Ban
                     if e.query_kind in IMAGE_KINDS and e.effective_score >= inf and e.query_image_index is not None:
                         allowed_images.setdefault(e.query_image_index, (bank, entry.id, e.effective_score))
                         explained.add(e.query_image_index)
-                if len(explained) == n_query_images:  # every query image (or, without images, the text) is the entry's
+                if len(explained) == n_query_images:  # every query image is the entry's (or there is none)
                     whole_note = whole_note or (bank, entry.id, m.score)
 
     def suppression(m: Match, threshold: float) -> Suppression | None:
