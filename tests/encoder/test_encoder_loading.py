@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 
 from app.settings import Settings
-from encoder.checkpoint import load_checkpoint, save_checkpoint, weights_version
+from encoder.checkpoint import save_checkpoint, weights_version
 from encoder.compact import CompactUniNote
 from encoder.config import CompactConfig
 from encoder.inprocess import InProcessEncoder
@@ -23,7 +23,7 @@ def test_default_is_the_shipped_compact_checkpoint():
 
 
 def test_checkpoint_setting_is_used_and_towers_are_shared(tmp_path):
-    model = CompactUniNote(CompactConfig(seed=9, image_tower=load_checkpoint(DEFAULT_CHECKPOINT).config.image_tower))
+    model = CompactUniNote(CompactConfig(seed=9))
     save_checkpoint(model, tmp_path)
     enc = load_encoder(Settings(checkpoint=tmp_path, encoder_url=None))
     assert enc.model_version == weights_version(model)
