@@ -3,7 +3,8 @@ in $UNINOTE_HOME when none is configured.
 
 Strength is an estimate of the key's entropy in bits, the smallest of three upper bounds:
 - length × log2(alphabet): the alphabet is that of the character classes the key uses (hex digits alone
-  count 16 symbols; digits 10, lower and upper case 26 each, ASCII punctuation 33, anything else 128);
+  count 16 symbols; mixed-case base64 / base64url symbols alone 64; otherwise digits 10, lower and upper case
+  26 each, ASCII punctuation 33, anything else 128);
 - length × 1.5 × Shannon entropy per character (catches repeated characters: `aaaa...` scores 0);
 - 8 × zlib-compressed length (catches repeated patterns: `0123456789abcdef` × 4).
 A random key of 32 bytes scores at least 256 bits in every usual spelling (`secrets.token_hex(32)`,
@@ -27,7 +28,8 @@ MIN_KEY_BITS = 256  # 32 bytes of entropy
 KEY_FILE = "secret_key"  # HOME/secret_key, mode 0600: the installation's key when SECRET_KEY is unset
 KNOWN_KEYS = {"dev-secret-key", "change-me", "changeme", "secret", "password", "uninote"}  # public values
 GENERATE_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-_ZLIB_OVERHEAD = len(zlib.compress(b"", 9))  # header + checksum bytes of an empty stream
+_ZLIB_OVERHEAD = len(zlib.compress(b"", 9))
+_BASE64 = set(string.ascii_letters + string.digits + "+/-_=")  # base64 and base64url symbols  # header + checksum bytes of an empty stream
 
 
 class WeakSecretKeyError(ValueError):
@@ -51,6 +53,8 @@ def key_bits(key: str) -> float:
 def _alphabet(key: str) -> int:
     if all(c in string.hexdigits[:16] for c in key) or all(c in "0123456789ABCDEF" for c in key):
         return 16
+    if all(c in _BASE64 for c in key) and any(c.islower() for c in key) and any(c.isupper() for c in key):
+        return 64  # a base64 / base64url spelling: a random one may lack digits, - and _ (1 in ~7,500 at 43 chars)
     classes = [(string.digits, 10), (string.ascii_lowercase, 26), (string.ascii_uppercase, 26),
                (string.punctuation, 33)]
     size = sum(n for chars, n in classes if any(c in chars for c in key))

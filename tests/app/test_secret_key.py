@@ -68,3 +68,9 @@ def test_a_weak_key_may_serve_loopback_only(tmp_path):
             check_bind(host, weak)
     check_bind("0.0.0.0", Settings(_env_file=None, UNINOTE_HOME=tmp_path))  # unset: the strong installation key
     check_bind("0.0.0.0", Settings(_env_file=None, UNINOTE_HOME=tmp_path, secret_key=secrets.token_hex(32)))
+
+
+def test_a_urlsafe_key_that_happens_to_hold_only_letters_is_strong():
+    """secrets.token_urlsafe(32) with no digit, '-' or '_' (about 1 key in 7,500): still 32 random bytes."""
+    key = "idXvCMtCQIEqyWGfJuKLxjvnsNOulMjlCDcXcIOSRVI"  # such a key, seen in CI
+    assert is_strong(key), key_bits(key)
