@@ -28,8 +28,8 @@ MIN_KEY_BITS = 256  # 32 bytes of entropy
 KEY_FILE = "secret_key"  # HOME/secret_key, mode 0600: the installation's key when SECRET_KEY is unset
 KNOWN_KEYS = {"dev-secret-key", "change-me", "changeme", "secret", "password", "uninote"}  # public values
 GENERATE_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-_ZLIB_OVERHEAD = len(zlib.compress(b"", 9))
-_BASE64 = set(string.ascii_letters + string.digits + "+/-_=")  # base64 and base64url symbols  # header + checksum bytes of an empty stream
+_ZLIB_OVERHEAD = len(zlib.compress(b"", 9))  # header + checksum bytes of an empty stream
+_BASE64 = set(string.ascii_letters + string.digits + "+/-_=")  # base64 and base64url symbols
 
 
 class WeakSecretKeyError(ValueError):

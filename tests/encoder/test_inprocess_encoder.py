@@ -170,8 +170,5 @@ def test_towers_side_by_side_give_the_vectors_of_one_after_the_other(compact_enc
         image_vecs = compact_encoder._embed_images([im for p in plans for im in p.images])  # (I, R, D)
         text_vecs, text_tokens = compact_encoder._embed_texts([t for p in plans for _, t in p.texts])  # (N, D) x 2
         in_turn = compact_encoder._assemble(plans, image_vecs, text_vecs, text_tokens)
-    for a, b in zip(encoded, in_turn):
-        np.testing.assert_array_equal(a.global_vector, b.global_vector)
-        for la, lb in zip(a.locals, b.locals, strict=True):
-            assert (la.kind, la.index) == (lb.kind, lb.index)
-            np.testing.assert_array_equal(la.vector, lb.vector)
+    for a, b in zip(encoded, in_turn, strict=True):
+        _assert_same_vectors(a, b)
