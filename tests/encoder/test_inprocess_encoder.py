@@ -97,7 +97,7 @@ def test_a_notes_vectors_do_not_depend_on_its_batch(compact_model, compact_encod
         _assert_same_vectors(compact_encoder.encode([note])[0], encoded[i])
     for a, b in zip(encoded[::-1], compact_encoder.encode(notes[::-1]), strict=True):
         _assert_same_vectors(a, b)
-    chunked = InProcessEncoder(compact_model, image_chunk=1, text_chunk=2).encode(notes)
+    chunked = InProcessEncoder(compact_model, text_chunk=2).encode(notes)
     for a, b in zip(encoded, chunked, strict=True):
         _assert_same_vectors(a, b)
 
