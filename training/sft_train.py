@@ -29,7 +29,7 @@ from encoder.qwen3vl_config import is_qwen3vl_folder
 from training.band_negatives import training_band_negatives
 from training.distributed import DistInfo, init_distributed
 from training.sft_batches import SFTBatchSampler
-from training.sft_config import SFTConfig
+from training.sft_config import SFTConfig, TrainConfig
 from training.sft_corpus import Corpus, corpus_features, side_corpus
 from training.sft_task import SFTBackbone, SFTTask
 from training.trainer import Trainer, TrainerConfig
@@ -102,6 +102,9 @@ def qwen3vl_backbone(init: Path, corpus: Corpus, cfg: SFTConfig, info: DistInfo)
     from encoder.qwen3vl import load_qwen3vl
     from training.sft_qwen3vl_backbone import Qwen3VLSFTBackbone
 
+    if tuple(cfg.train.trainable) != TrainConfig().trainable:
+        raise ValueError(f"[train] trainable = {list(cfg.train.trainable)} names compact heads; a Qwen3-VL "
+                         "backbone trains its weights, or a LoRA adapter with [qwen3vl] lora_rank")
     q = cfg.qwen3vl
     embedder = load_qwen3vl(init, lora_rank=q.lora_rank or None, dtype=getattr(torch, q.dtype), device=info.device,
                             gradient_checkpointing=q.gradient_checkpointing)

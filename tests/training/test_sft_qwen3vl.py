@@ -145,3 +145,15 @@ def test_train_sft_cli_names_a_config_that_does_not_fit_the_model(tmp_path):
                                    "--out", str(tmp_path / "run")])
     assert run.exit_code == 1 and "4 loss.matryoshka_weights for the model's dims (64, 128)" in run.output
     assert not (tmp_path / "run").exists()  # nothing trained, nothing written
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "grocery" / "products.csv").is_file(),
+                    reason=f"real data not found at {SHARED_DATA}")
+def test_train_sft_cli_refuses_compact_trainable_parts_on_qwen3vl(tmp_path):
+    config = tmp_path / "heads.toml"
+    config.write_text(TINY_REAL.format(root=SHARED_DATA.resolve(), cache=tmp_path / "cache")
+                      .replace("num_threads = 2", 'num_threads = 2\ntrainable = ["text_head", "fusion"]'))
+    run = CliRunner().invoke(cli, ["train", "sft", "--init", str(tiny_checkpoint()), "--config", str(config),
+                                   "--out", str(tmp_path / "run")])
+    assert run.exit_code == 1 and "trainable = ['text_head', 'fusion'] names compact heads" in run.output
+    assert not (tmp_path / "run").exists()
