@@ -565,15 +565,17 @@ def train() -> None:
               help="SFT TOML (training/configs/sft_compact.toml, sft_qwen3vl.toml; default: SFTConfig's values).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder.")
 @click.option("--steps", type=int, default=None, help="Override train.steps.")
+@click.option("--trainable", multiple=True, help="Override train.trainable (repeat: --trainable image_head ...).")
 @click.option("--init", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Start from a compact checkpoint, or a Qwen3-VL folder (base weights or a UniNote Qwen3-VL "
                    "checkpoint) to train the paper's backbone (default: untrained compact heads, seed 0).")
-def train_sft_cmd(config_path: Path | None, out: Path, steps: int | None, init: Path | None) -> None:
+def train_sft_cmd(config_path: Path | None, out: Path, steps: int | None, trainable: tuple[str, ...],
+                  init: Path | None) -> None:
     """Stage 1: contrastive SFT with Matryoshka (InfoNCE + JS soft targets, rule and band negatives)."""
     from training.sft_train import train_sft
 
     try:
-        click.echo(f"checkpoint {train_sft(config_path, out, steps=steps, init=init)}")
+        click.echo(f"checkpoint {train_sft(config_path, out, steps=steps, trainable=trainable or None, init=init)}")
     except (FileNotFoundError, ValueError, ImportError) as e:  # CheckpointError is a ValueError
         raise click.ClickException(str(e)) from None
 

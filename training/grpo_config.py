@@ -51,6 +51,12 @@ class GRPOConfig:
     min_images: int = field(default=2, metadata={"help": (
         "Notes with fewer images are not made into pools (they still serve as library / noise).")})
 
+    text_anchor_weight: float = field(default=1.0, metadata={"help": (
+        "Weight of the text-only anchor: squared difference between the policy's and π_ref's cosines from "
+        "each query's text-only part to its candidates' (every Matryoshka dim). Pool queries always hold an "
+        "image, so without it nothing keeps text-only notes apart, and app.audit scores a text-only note by "
+        "its global cosine (0 = off).")})
+
     # --- optimisation -----------------------------------------------------------------------------------
     steps: int = field(default=150, metadata={"help": "Optimizer steps."})
     batch_size: int = field(default=16, metadata={"help": "Queries (groups) per step, over all DDP ranks."})
@@ -94,6 +100,7 @@ class GRPOConfig:
             (self.noise_per_pool >= 0, "noise_per_pool must be >= 0"),
             (0.0 < self.query_fraction < 1.0, "query_fraction must be in (0, 1)"),
             (self.min_images >= 1, "min_images must be >= 1"),
+            (self.text_anchor_weight >= 0, "text_anchor_weight must be >= 0"),
             (self.steps >= 1, "steps must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.grad_accum >= 1, "grad_accum must be >= 1"),

@@ -12,18 +12,22 @@ dim are fixed from then on, so π_ref is never run again (no second copy of a la
 Step: `training_forward(batch)` with batch = (B,) int64 query indices. The trained model embeds the
 queries and their candidates; at each dim d of config.matryoshka_dims the current ranking of each group
 gives per-candidate rewards (training/rewards.py, in predicted order), and GRPOLoss turns them into
--mean(A · log π_θ) + β KL(π_θ ‖ π_ref). Loss = mean over dims. Trainer contract:
+-mean(A · log π_θ) + β KL(π_θ ‖ π_ref). Loss = mean over dims, plus the text-only anchor: pool queries always
+hold an image, so nothing else stops stage 2 from collapsing text-only notes (a text-only note is scored by its
+global cosine in app.audit); the anchor keeps π_ref's cosines between the text-only parts of each query and of
+its candidates. Trainer contract:
 `training_forward(batch) -> (losses: dict[str, Tensor], report: dict[str, float])`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from encoder.types import ElementKind
 from training.graded_pools import GradedPool, PoolNote, excluded_rows, pool_library
 from training.grpo_config import GRPOConfig
 from training.grpo_eval import ndcg_at_k
@@ -149,12 +153,15 @@ class GRPOTask(nn.Module):
         self.groups = retrieve_groups(reference or policy, self.pools, self.library, group_size=config.group_size,
                                       dims=config.matryoshka_dims, force_targets=config.force_targets)
         self.loss = GRPOLoss(config.temperature, config.beta, config.advantage_eps)
+        self.text_queries = [text_only(p.query) for p in self.pools]  # None where the query half has no text
+        self.text_library = [text_only(n) for n in self.library]
+        self.text_ref = self._reference_text_sims(reference or policy) if config.text_anchor_weight > 0 else None
 
     def __len__(self) -> int:
         return len(self.pools)
 
     def training_forward(self, batch: Tensor) -> tuple[dict[str, Tensor], dict[str, float]]:
-        """batch: (B,) int64 pool indices -> ({"grpo": loss}, report).
+        """batch: (B,) int64 pool indices -> ({"grpo": loss, "text_anchor": weighted anchor (when on)}, report).
 
         report (at the full dim d = max(matryoshka_dims)): reward (mean per candidate), kl, entropy,
         ndcg10 (of the current in-group ranking), reward_<d> / kl_<d> / ndcg10_<d> for every dim, and
@@ -178,4 +185,57 @@ class GRPOTask(nn.Module):
             if d == full:
                 report.update(reward=float(stats["reward"]), kl=float(stats["kl"]),
                               entropy=float(stats["entropy"]), ndcg10=ndcg)
-        return {"grpo": torch.stack(losses).mean()}, report
+        out = {"grpo": torch.stack(losses).mean()}
+        if self.text_ref is not None:
+            out["text_anchor"] = self.config.text_anchor_weight * self._text_anchor(batch)
+        return out, report
+
+    def _text_sims(self, embed: Callable[[list[PoolNote]], Tensor], queries: Tensor
+                   ) -> tuple[dict[int, Tensor], Tensor, Tensor] | None:
+        """Cosines from the text-only part of each pool query in `queries` (b,) to its G candidates' text-only
+        parts, for the queries with text: (dim -> (b', G) float32, valid (b', G) bool: both sides hold text and
+        the slot is used, keep (b,) bool: the queries kept), or None when no query holds text."""
+        cand = self.groups.candidates[queries]  # (b, G)
+        has_text = torch.tensor([self.text_queries[i] is not None for i in queries.tolist()], dtype=torch.bool)
+        cand_text = torch.tensor([[self.text_library[r] is not None for r in row] for row in cand.tolist()],
+                                 dtype=torch.bool)  # (b, G)
+        valid = self.groups.mask[queries] & has_text[:, None] & cand_text  # (b, G)
+        keep = valid.any(dim=1)  # (b,)
+        if not keep.any():
+            return None
+        rows = cand[valid].unique()  # (U,) library rows whose text is compared
+        slot = torch.zeros(len(self.library), dtype=torch.long)
+        slot[rows] = torch.arange(len(rows))
+        q = embed([self.text_queries[i] for i in queries[keep].tolist()])  # (b', D)
+        c = embed([self.text_library[r] for r in rows.tolist()])[slot[cand[keep]].to(q.device)]  # (b', G, D)
+        return {d: prefix_sims(q, c, d) for d in self.config.matryoshka_dims}, valid[keep].to(q.device), keep
+
+    def _reference_text_sims(self, reference: PoolEncoder) -> dict[int, Tensor]:
+        """π_ref's text-only cosines of every pool: dim -> (P, G) float32 (0 where not compared)."""
+        P, G = self.groups.candidates.shape
+        ref = {d: torch.zeros(P, G) for d in self.config.matryoshka_dims}
+        found = self._text_sims(lambda notes: embed_all(reference, notes), torch.arange(P))
+        if found is not None:
+            sims, _, keep = found
+            for d in ref:
+                ref[d][keep] = sims[d].cpu()
+        return ref
+
+    def _text_anchor(self, batch: Tensor) -> Tensor:
+        """The text-only anchor: the squared difference between the policy's and π_ref's cosines from each query's
+        text-only part to its candidates' text-only parts, summed over the batch's queries and divided by the
+        batch size (so DDP ranks add up to the one-process loss), mean over the Matryoshka dims. Squared cosines,
+        not a softmax divergence: a softmax is blind to a shift of all cosines, which is what a collapse is."""
+        found = self._text_sims(self.policy.embed, batch)
+        if found is None:
+            return torch.zeros(())
+        sims, valid, keep = found
+        per_dim = [((sims[d] - self.text_ref[d][batch[keep]].to(valid.device)) ** 2)[valid].sum()
+                   for d in self.config.matryoshka_dims]
+        return torch.stack(per_dim).mean() / len(batch)
+
+
+def text_only(note: PoolNote) -> PoolNote | None:
+    """The note's title and body pieces without its images (None when it has no text)."""
+    texts = tuple(e for e in note.elements if e.kind != ElementKind.IMAGE)
+    return PoolNote(f"{note.note_id}/text", note.source_id, texts) if texts else None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.distributed as dist
@@ -44,20 +45,23 @@ def trainer_config(cfg: SFTConfig, progress: bool = True) -> TrainerConfig:
                          checkpoint_every=t.checkpoint_every, log_every=t.log_every, progress=progress)
 
 
-def train_sft(config_path: Path | None, out: Path, *, steps: int | None = None, init: Path | None = None,
-              progress: bool = True) -> Path:
+def train_sft(config_path: Path | None, out: Path, *, steps: int | None = None,
+              trainable: Sequence[str] | None = None, init: Path | None = None, progress: bool = True) -> Path:
     """Train stage 1 and return the checkpoint folder (`out/checkpoint`).
 
-    config_path: a TOML/JSON SFTConfig (None = defaults); steps overrides train.steps; init: a Qwen3-VL folder
-    (the paper's backbone) or a compact checkpoint to start from (default: the untrained CompactUniNote, seed 0
-    heads). Resumes from `out/trainer_state.pt` when present. Raises FileNotFoundError when the data or config
-    is missing, ValueError for a bad config (e.g. matryoshka_weights not matching the model's dims), ImportError
-    for LoRA without peft.
+    config_path: a TOML/JSON SFTConfig (None = defaults); steps / trainable override train.steps /
+    train.trainable; init: a Qwen3-VL folder (the paper's backbone) or a compact checkpoint to start from
+    (default: the untrained CompactUniNote, seed 0 heads). Resumes from `out/trainer_state.pt` when present.
+    Raises FileNotFoundError when the data or config is missing, ValueError for a bad config (e.g.
+    matryoshka_weights not matching the model's dims, an unknown trainable part), ImportError for LoRA without
+    peft.
     """
     cfg = SFTConfig.load(config_path)
     if steps is not None:
         cfg.train.steps = int(steps)
-        cfg.validate()
+    if trainable is not None:
+        cfg.train.trainable = tuple(trainable)
+    cfg.validate()
     torch.set_num_threads(cfg.train.num_threads)
     info = init_distributed()
     torch.manual_seed(cfg.train.seed)

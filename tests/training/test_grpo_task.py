@@ -123,3 +123,35 @@ def test_grpo_steps_raise_the_reward_and_the_ranking_quality(world):
     policy = CompactPoolEncoder(model, bank)
     task = GRPOTask(policy, pools, library, cfg)
     assert_grpo_improves(task, (64, 512), steps=40, lr=1e-3)
+
+
+def test_the_text_anchor_keeps_text_only_notes_where_the_reference_had_them(world):
+    """Pool queries always hold an image, so stage 2 alone moves the text-only notes' cosines freely (the copy-tower
+    candidate collapsed them to 0.95-0.99); with the anchor they stay near π_ref's."""
+    from training.grpo_task import text_only
+    from training.pool_encoder import embed_all
+
+    model, bank, notes, _, group = world
+    pools = build_graded_pools(notes, seed=0, noise_per_pool=2, group_of=group)
+    texts = [text_only(n) for n in _library(notes)]
+
+    def text_cosines(encoder) -> torch.Tensor:
+        v = embed_all(encoder, texts)  # (N, D)
+        return (v @ v.T)[~torch.eye(len(texts), dtype=torch.bool)]  # (N(N-1),)
+
+    drift = {}
+    for weight in (0.0, 1.0):
+        policy = CompactPoolEncoder(copy.deepcopy(model), bank)
+        before = text_cosines(policy)
+        task = GRPOTask(policy, pools, _library(notes), GRPOConfig(group_size=12, batch_size=6, beta=0.0,
+                                                                   text_anchor_weight=weight))
+        opt = torch.optim.AdamW(task.trainable_parameters, lr=3e-3)
+        rng = torch.Generator().manual_seed(0)
+        for _ in range(30):
+            losses, _ = task.training_forward(torch.randperm(len(task), generator=rng)[:6])
+            assert set(losses) == ({"grpo", "text_anchor"} if weight else {"grpo"})
+            opt.zero_grad()
+            sum(losses.values()).backward()
+            opt.step()
+        drift[weight] = float((text_cosines(policy) - before).abs().mean())
+    assert drift[1.0] < 0.5 * drift[0.0], drift

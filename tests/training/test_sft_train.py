@@ -3,6 +3,7 @@ with the untrained model and the hashes measured in the same run."""
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,28 @@ def test_train_then_evaluate(tmp_path):
     assert 0.0 <= row.copy_uap <= 1.0 and set(row.families) == {"image_note", "note_image", "text_note", "note_note"}
     text = table.to_markdown()
     assert "copy µAP" in text and "R@1 kept" in text and "distractor queries 4" in text
+
+
+def test_trainable_on_the_command_line_trains_only_those_heads(tmp_path):
+    """`--trainable image_head` from the shipped checkpoint: the image head moves, text head and fusion stay bit for
+    bit (the copy-tower recipe: a new image head under the shipped text-only geometry)."""
+    import torch
+    from click.testing import CliRunner
+
+    from app.cli import main as cli
+
+    shipped = Path(__file__).resolve().parents[2] / "encoder" / "checkpoints" / "compact"
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY.format(root=SHARED_DATA.resolve(), cache=tmp_path / "cache"))
+    run = CliRunner().invoke(cli, ["train", "sft", "--init", str(shipped), "--config", str(config), "--trainable",
+                                   "image_head", "--steps", "2", "--out", str(tmp_path / "run")], catch_exceptions=False)
+    assert run.exit_code == 0, run.output
+    before, after = load_checkpoint(shipped), load_checkpoint(tmp_path / "run" / "checkpoint")
+    for part in ("text_head", "fusion"):
+        for (name, a), b in zip(getattr(before, part).state_dict().items(), getattr(after, part).state_dict().values()):
+            assert torch.equal(a, b), (part, name)
+    assert not all(torch.equal(a, b) for a, b in zip(before.image_head.state_dict().values(),
+                                                     after.image_head.state_dict().values()))
+    refused = CliRunner().invoke(cli, ["train", "sft", "--config", str(config), "--trainable", "towers",
+                                       "--out", str(tmp_path / "bad")])
+    assert refused.exit_code == 1 and "towers" in refused.output
