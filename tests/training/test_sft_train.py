@@ -1,12 +1,15 @@
 """train_sft + evaluate end to end on a few real photos: a loadable checkpoint of heads only, an evaluation table
-with the untrained model and the hashes measured in the same run."""
+with the untrained model and the hashes measured in the same run; `train sft --trainable` trains only those heads."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
+from click.testing import CliRunner
 
+from app.cli import main as cli
 from encoder.checkpoint import load_checkpoint
 from tests.training.sft_support import SHARED_DATA
 from training.evaluation import evaluate
@@ -54,11 +57,6 @@ def test_train_then_evaluate(tmp_path):
 def test_trainable_on_the_command_line_trains_only_those_heads(tmp_path):
     """`--trainable image_head` from the shipped checkpoint: the image head moves, text head and fusion stay bit for
     bit (the copy-tower recipe: a new image head under the shipped text-only geometry)."""
-    import torch
-    from click.testing import CliRunner
-
-    from app.cli import main as cli
-
     shipped = Path(__file__).resolve().parents[2] / "encoder" / "checkpoints" / "compact"
     config = tmp_path / "tiny.toml"
     config.write_text(TINY.format(root=SHARED_DATA.resolve(), cache=tmp_path / "cache"))
