@@ -155,6 +155,8 @@ class GRPOTask(nn.Module):
         self.loss = GRPOLoss(config.temperature, config.beta, config.advantage_eps)
         self.text_queries = [text_only(p.query) for p in self.pools]  # None where the query half has no text
         self.text_library = [text_only(n) for n in self.library]
+        self.query_has_text = torch.tensor([t is not None for t in self.text_queries], dtype=torch.bool)  # (P,)
+        self.library_has_text = torch.tensor([t is not None for t in self.text_library], dtype=torch.bool)  # (L,)
         self.text_ref = self._reference_text_sims(reference or policy) if config.text_anchor_weight > 0 else None
 
     def __len__(self) -> int:
@@ -196,10 +198,7 @@ class GRPOTask(nn.Module):
         parts, for the queries with text: (dim -> (b', G) float32, valid (b', G) bool: both sides hold text and
         the slot is used, keep (b,) bool: the queries kept), or None when no query holds text."""
         cand = self.groups.candidates[queries]  # (b, G)
-        has_text = torch.tensor([self.text_queries[i] is not None for i in queries.tolist()], dtype=torch.bool)
-        cand_text = torch.tensor([[self.text_library[r] is not None for r in row] for row in cand.tolist()],
-                                 dtype=torch.bool)  # (b, G)
-        valid = self.groups.mask[queries] & has_text[:, None] & cand_text  # (b, G)
+        valid = self.groups.mask[queries] & self.query_has_text[queries, None] & self.library_has_text[cand]  # (b, G)
         keep = valid.any(dim=1)  # (b,)
         if not keep.any():
             return None
